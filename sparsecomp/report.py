@@ -1,0 +1,169 @@
+"""Storage reports: per tensor and per layer bytes, as plain data, a text table and JSON.
+
+Vocabulary, used with one meaning everywhere: ``sparsity`` is the fraction of zeros, ``density``
+its complement (``nnz / params``), ``ratio`` is always ``dense bytes / stored bytes``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["TensorRecord", "StorageReport", "format_bytes"]
+
+
+def format_bytes(n) -> str:
+    """Human-readable bytes: ``1536 -> '1.50 KiB'``."""
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """One stored tensor: where it is, how big it is dense, and what it costs as stored."""
+
+    path: str
+    layer: str
+    category: str            # "weights" or "optimizer"
+    shape: tuple
+    dtype: str
+    nnz: int
+    encoding: str            # "dense" or "csr"
+    dense_bytes: int
+    stored_bytes: int
+    csr_bytes: int | None = None   # what CSR would cost (None where CSR does not apply)
+
+    @property
+    def params(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def density(self) -> float:
+        return self.nnz / self.params if self.params else 0.0
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.density if self.params else 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.dense_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "layer": self.layer, "category": self.category,
+                "shape": list(self.shape), "dtype": self.dtype, "params": self.params,
+                "nnz": self.nnz, "density": self.density, "encoding": self.encoding,
+                "dense_bytes": self.dense_bytes, "stored_bytes": self.stored_bytes,
+                "csr_bytes": self.csr_bytes, "ratio": self.ratio}
+
+
+@dataclass
+class StorageReport:
+    """What a ``.sparse.h5`` file holds and where its bytes go.
+
+    ``file_bytes`` is the file's size on disk (HDF5 headers included); ``keras_bytes`` the size
+    of Keras' own dense file of the same model without optimizer state, when measured;
+    ``source_bytes`` the size of the checkpoint that was packed, when known.
+    """
+
+    file: str
+    kind: str
+    file_bytes: int
+    records: list = field(default_factory=list)
+    source_bytes: int | None = None
+    keras_bytes: int | None = None
+    optimizer_dropped: bool = False
+
+    def totals(self, category: str | None = None) -> dict:
+        recs = [r for r in self.records if category is None or r.category == category]
+        params = sum(r.params for r in recs)
+        nnz = sum(r.nnz for r in recs)
+        dense = sum(r.dense_bytes for r in recs)
+        stored = sum(r.stored_bytes for r in recs)
+        return {"tensors": len(recs), "params": params, "nnz": nnz,
+                "density": nnz / params if params else 0.0,
+                "dense_bytes": dense, "stored_bytes": stored,
+                "ratio": dense / stored if stored else 1.0}
+
+    def by_layer(self, category: str = "weights") -> list[dict]:
+        """Per-layer sums, in file order."""
+        rows: dict[str, dict] = {}
+        for r in self.records:
+            if r.category != category:
+                continue
+            row = rows.setdefault(r.layer, {"layer": r.layer, "params": 0, "nnz": 0,
+                                            "dense_bytes": 0, "stored_bytes": 0, "encodings": set()})
+            row["params"] += r.params
+            row["nnz"] += r.nnz
+            row["dense_bytes"] += r.dense_bytes
+            row["stored_bytes"] += r.stored_bytes
+            row["encodings"].add(r.encoding)
+        out = []
+        for row in rows.values():
+            row["encodings"] = "+".join(sorted(row["encodings"]))
+            row["density"] = row["nnz"] / row["params"] if row["params"] else 0.0
+            row["ratio"] = row["dense_bytes"] / row["stored_bytes"] if row["stored_bytes"] else 1.0
+            out.append(row)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file, "kind": self.kind, "file_bytes": self.file_bytes,
+            "source_bytes": self.source_bytes, "keras_bytes": self.keras_bytes,
+            "file_ratio_vs_keras": (self.keras_bytes / self.file_bytes
+                                    if self.keras_bytes and self.file_bytes else None),
+            "optimizer_dropped": self.optimizer_dropped,
+            "totals": {"weights": self.totals("weights"), "optimizer": self.totals("optimizer"),
+                       "all": self.totals()},
+            "tensors": [r.to_dict() for r in self.records],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def format_table(self) -> str:
+        """A fixed-width text table, one row per tensor, then totals and file sizes."""
+        head = ("tensor", "layer", "shape", "params", "nnz", "density", "enc", "dense", "stored", "ratio")
+        rows = [head]
+        for r in self.records:
+            rows.append((r.path, r.layer, "x".join(map(str, r.shape)) or "()", f"{r.params:,}",
+                         f"{r.nnz:,}", f"{r.density:.2%}", r.encoding, format_bytes(r.dense_bytes),
+                         format_bytes(r.stored_bytes), f"{r.ratio:.2f}x"))
+        widths = [min(max(len(row[i]) for row in rows), 48) for i in range(len(head))]
+        lines = []
+        for n, row in enumerate(rows):
+            cells = [c if len(c) <= widths[i] else "…" + c[-(widths[i] - 1):] for i, c in enumerate(row)]
+            lines.append("  ".join(c.ljust(w) if i < 3 or i == 6 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths))))
+            if n == 0:
+                lines.append("-" * len(lines[0]))
+        lines.append("")
+        for cat in ("weights", "optimizer"):
+            t = self.totals(cat)
+            if not t["tensors"]:
+                continue
+            label = "weights" if cat == "weights" else "optimizer state (counted apart)"
+            lines.append(f"{label}: {t['params']:,} params, {t['nnz']:,} non-zero "
+                         f"({t['density']:.2%} dense), {format_bytes(t['dense_bytes'])} dense -> "
+                         f"{format_bytes(t['stored_bytes'])} stored ({t['ratio']:.2f}x)")
+        if self.optimizer_dropped:
+            lines.append("optimizer state: dropped when packing (not counted as compression)")
+        lines.append(f"file on disk: {format_bytes(self.file_bytes)} ({self.file_bytes:,} B)")
+        if self.source_bytes is not None:
+            lines.append(f"source checkpoint: {format_bytes(self.source_bytes)} ({self.source_bytes:,} B)")
+        if self.keras_bytes is not None:
+            factor = self.keras_bytes / self.file_bytes
+            verdict = f"{factor:.2f}x smaller" if factor >= 1 else f"{1 / factor:.2f}x LARGER"
+            lines.append(f"Keras' own dense file (no optimizer state): {format_bytes(self.keras_bytes)} "
+                         f"({self.keras_bytes:,} B) -> this file is {verdict}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format_table()

@@ -1,0 +1,295 @@
+"""Tensor level: pack/unpack of HDF5 and .keras checkpoints, and refusal of bad files."""
+
+import json
+import os
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+from conftest import h5_content
+
+import sparsecomp
+from sparsecomp import (CorruptFileError, InvalidTensorError, UnsafeModelError, UnsupportedFormatError,
+                        WriteError)
+from sparsecomp.container import atomic_output
+
+
+def keras2_layout(path, rng, sparsity=0.9, with_optimizer=True):
+    """A Keras 2-era full-model .h5, written with h5py the way Keras 2.x (h5py 2) wrote it:
+    fixed-length byte-string attributes, ``kernel:0`` names, ``model_weights`` + ``optimizer_weights``."""
+    def w(shape):
+        a = rng.standard_normal(shape).astype("float32")
+        a[rng.random(shape) < sparsity] = 0
+        return a
+    cfg = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [
+        {"class_name": "Dense", "config": {"name": "dense_1", "units": 30, "batch_input_shape": [None, 50]}},
+        {"class_name": "Dense", "config": {"name": "dense_2", "units": 10}}]}}
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = np.bytes_("2.2.4")
+        f.attrs["backend"] = np.bytes_("tensorflow")
+        f.attrs["model_config"] = np.bytes_(json.dumps(cfg))
+        f.attrs["training_config"] = np.bytes_(json.dumps({"loss": "mse"}))
+        mw = f.create_group("model_weights")
+        mw.attrs["layer_names"] = np.array([b"dense_1", b"dense_2"], dtype="S7")
+        mw.attrs["backend"] = np.bytes_("tensorflow")
+        for name, (i, o) in (("dense_1", (50, 30)), ("dense_2", (30, 10))):
+            g = mw.create_group(name)
+            g.attrs["weight_names"] = np.array([f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()])
+            sub = g.create_group(name)
+            sub.create_dataset("kernel:0", data=w((i, o)))
+            sub.create_dataset("bias:0", data=w((o,)))
+        if with_optimizer:
+            ow = f.create_group("optimizer_weights")
+            ow.attrs["weight_names"] = np.array([b"Adam/iterations:0", b"Adam/m:0"])
+            a = ow.create_group("Adam")
+            a.create_dataset("iterations:0", data=np.int64(100))
+            a.create_dataset("m:0", data=w((50, 30)))
+    return path
+
+
+def test_keras2_layout_round_trip(tmp_path, rng):
+    src = keras2_layout(tmp_path / "k2.h5", rng)
+    rep = sparsecomp.pack(src, tmp_path / "k2.sparse.h5")
+    assert rep.totals("weights")["params"] == 50 * 30 + 30 + 30 * 10 + 10
+    assert rep.totals("optimizer")["params"] == 1 + 50 * 30
+    assert any(r.encoding == "csr" for r in rep.records)
+    sparsecomp.unpack(tmp_path / "k2.sparse.h5", tmp_path / "back.h5")
+    assert h5_content(src) == h5_content(tmp_path / "back.h5")
+
+
+def test_drop_optimizer_counts_apart(tmp_path, rng):
+    src = keras2_layout(tmp_path / "k2.h5", rng)
+    kept = sparsecomp.pack(src, tmp_path / "kept.sparse.h5")
+    dropped = sparsecomp.pack(src, tmp_path / "dropped.sparse.h5", drop_optimizer=True)
+    assert dropped.totals("optimizer")["tensors"] == 0 and kept.totals("optimizer")["tensors"] == 2
+    assert dropped.totals("weights") == kept.totals("weights")   # the weights' figures are unchanged
+    rep = sparsecomp.inspect(tmp_path / "dropped.sparse.h5", baseline=False)
+    assert rep.optimizer_dropped and "dropped when packing" in rep.format_table()
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory):
+    import keras
+
+    from conftest import prune_by_magnitude
+    from models import zoo
+    d = tmp_path_factory.mktemp("keras")
+    keras.utils.set_random_seed(1)
+    m = prune_by_magnitude(zoo.lenet_300_100(), 0.95)
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).random((64, 28, 28, 1)).astype("float32")
+    m.fit(x, np.arange(64) % 10, epochs=1, verbose=0)
+    prune_by_magnitude(m, 0.95)
+    m.save(d / "m.keras")
+    m.save_weights(d / "m.weights.h5")
+    m.save(d / "m.h5")
+    return d, m, x
+
+
+@pytest.mark.parametrize("name", ["m.keras", "m.weights.h5", "m.h5"])
+def test_keras3_files_round_trip(keras_files, tmp_path, name):
+    d, _m, _x = keras_files
+    src = d / name
+    rep = sparsecomp.pack(src, tmp_path / "p.sparse.h5")
+    assert rep.file_bytes < src.stat().st_size
+    out = tmp_path / name
+    sparsecomp.unpack(tmp_path / "p.sparse.h5", out)
+    if name.endswith(".keras"):
+        with zipfile.ZipFile(src) as a, zipfile.ZipFile(out) as b:
+            assert [i.filename for i in a.infolist()] == [i.filename for i in b.infolist()]
+            for i in a.infolist():
+                if i.filename != "model.weights.h5":
+                    assert a.read(i) == b.read(i.filename)
+            a.extract("model.weights.h5", tmp_path / "a")
+            b.extract("model.weights.h5", tmp_path / "b")
+        assert h5_content(tmp_path / "a" / "model.weights.h5") == h5_content(tmp_path / "b" / "model.weights.h5")
+    else:
+        assert h5_content(src) == h5_content(out)
+
+
+def test_unpacked_keras_file_loads_with_keras(keras_files, tmp_path):
+    import keras
+    d, m, x = keras_files
+    sparsecomp.pack(d / "m.keras", tmp_path / "p.sparse.h5")
+    sparsecomp.unpack(tmp_path / "p.sparse.h5", tmp_path / "back.keras")
+    m2 = keras.saving.load_model(tmp_path / "back.keras")
+    assert np.array_equal(m.predict(x, verbose=0), m2.predict(x, verbose=0))
+
+
+def test_inspect_reports_keras_baseline(keras_files, tmp_path):
+    d, _m, _x = keras_files
+    sparsecomp.pack(d / "m.keras", tmp_path / "p.sparse.h5", drop_optimizer=True)
+    rep = sparsecomp.inspect(tmp_path / "p.sparse.h5")
+    assert rep.keras_bytes and rep.keras_bytes > 5 * rep.file_bytes
+    js = json.loads(rep.to_json())
+    assert js["totals"]["weights"]["params"] == 266610
+    assert js["file_ratio_vs_keras"] == pytest.approx(rep.keras_bytes / rep.file_bytes)
+    for t in js["tensors"]:
+        assert {"layer", "shape", "params", "nnz", "density", "encoding", "dense_bytes",
+                "stored_bytes", "ratio"} <= set(t)
+
+
+def test_min_ratio_forces_dense(keras_files, tmp_path):
+    d, _m, _x = keras_files
+    r1 = sparsecomp.pack(d / "m.weights.h5", tmp_path / "a.sparse.h5", min_ratio=1.0)
+    r2 = sparsecomp.pack(d / "m.weights.h5", tmp_path / "b.sparse.h5", min_ratio=1e9)
+    assert any(r.encoding == "csr" for r in r1.records)
+    assert all(r.encoding == "dense" for r in r2.records)
+    for r in r1.records:
+        if r.csr_bytes is not None:
+            assert (r.encoding == "csr") == (r.csr_bytes < r.dense_bytes)
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def packed(keras_files, tmp_path):
+    d, _m, _x = keras_files
+    p = tmp_path / "p.sparse.h5"
+    sparsecomp.pack(d / "m.weights.h5", p)
+    return p
+
+
+def first_csr(f):
+    found = []
+    f["tree"].visititems(lambda n, o: found.append(o.name) if isinstance(o, h5py.Group)
+                         and o.attrs.get("sparsecomp.encoding") == "csr" else None)
+    return f[found[0]]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CorruptFileError) as e:
+        sparsecomp.verify(tmp_path / "nope.sparse.h5")
+    assert e.value.rule == "file.missing"
+
+
+def test_not_hdf5(tmp_path):
+    p = tmp_path / "x.sparse.h5"
+    p.write_bytes(b"hello world, not a checkpoint" * 10)
+    for fn in (sparsecomp.verify, sparsecomp.load, lambda q: sparsecomp.pack(q, tmp_path / "o.h5")):
+        with pytest.raises(CorruptFileError) as e:
+            fn(p)
+        assert e.value.rule == "file.signature"
+
+
+def test_wrong_format_version(packed):
+    with h5py.File(packed, "r+") as f:
+        f.attrs["format_version"] = 99
+    with pytest.raises(UnsupportedFormatError) as e:
+        sparsecomp.verify(packed)
+    assert e.value.rule == "format.version"
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.99])
+def test_truncated_file(packed, keep):
+    data = packed.read_bytes()
+    packed.write_bytes(data[:int(len(data) * keep)])
+    with pytest.raises(CorruptFileError):
+        sparsecomp.verify(packed)
+
+
+def _mutate(packed, fn):
+    with h5py.File(packed, "r+") as f:
+        fn(first_csr(f))
+
+
+def test_indices_out_of_range(packed):
+    def f(g):
+        idx = g["indices"][()]
+        idx[-1] = np.iinfo(idx.dtype).max
+        g["indices"][...] = idx
+    _mutate(packed, f)
+    with pytest.raises(InvalidTensorError) as e:
+        sparsecomp.verify(packed)
+    assert e.value.rule == "csr.indices.range" and e.value.member.startswith("layers/")
+
+
+def test_non_monotonic_indptr(packed):
+    def f(g):
+        p = g["indptr"][()]
+        p[1], p[2] = p[2] + 1, p[1]
+        g["indptr"][...] = p
+    _mutate(packed, f)
+    with pytest.raises(InvalidTensorError) as e:
+        sparsecomp.verify(packed)
+    assert e.value.rule in ("csr.indptr.order", "csr.indptr.start")
+
+
+def test_declared_shape_larger_than_data(packed):
+    def f(g):
+        g.attrs["sparsecomp.shape"] = np.array([100000, 300], np.int64)
+    _mutate(packed, f)
+    with pytest.raises(InvalidTensorError) as e:
+        sparsecomp.verify(packed)
+    assert e.value.rule == "csr.indptr.length"
+
+
+def test_dtype_not_a_number(packed):
+    def f(g):
+        del g["data"]
+        g.create_dataset("data", data=np.array([b"x"] * g["indices"].shape[0]))
+    _mutate(packed, f)
+    with pytest.raises(InvalidTensorError) as e:
+        sparsecomp.verify(packed)
+    assert e.value.rule == "tensor.dtype"
+
+
+def test_checksum_catches_silent_change(packed):
+    def f(g):
+        d = g["data"][()]
+        d[0] = d[0] * 2 + 1
+        g["data"][...] = d
+    _mutate(packed, f)
+    with pytest.raises(InvalidTensorError) as e:
+        sparsecomp.verify(packed)
+    assert e.value.rule == "tensor.checksum"
+
+
+def test_lambda_layer_refused(tmp_path):
+    import keras
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Dense(2)])
+    m.save(tmp_path / "lam.keras")
+    sparsecomp.pack(tmp_path / "lam.keras", tmp_path / "lam.sparse.h5")
+    with pytest.raises(UnsafeModelError) as e:
+        sparsecomp.load(tmp_path / "lam.sparse.h5")
+    assert e.value.rule == "model.lambda"
+    with pytest.raises(UnsafeModelError):
+        sparsecomp.verify(tmp_path / "lam.sparse.h5")
+    m2 = sparsecomp.load(tmp_path / "lam.sparse.h5", safe_mode=False)
+    x = np.ones((2, 4), "float32")
+    assert np.array_equal(m.predict(x, verbose=0), m2.predict(x, verbose=0))
+
+
+def test_links_refused(packed, tmp_path):
+    with h5py.File(packed, "r+") as f:
+        f["tree"]["sneaky"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/x")
+    with pytest.raises(UnsupportedFormatError) as e:
+        sparsecomp.verify(packed)
+    assert e.value.rule == "h5.externallink"
+
+
+def test_existing_output_never_half_written(keras_files, tmp_path):
+    d, _m, _x = keras_files
+    out = tmp_path / "out.sparse.h5"
+    out.write_bytes(b"precious")
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(CorruptFileError):
+        sparsecomp.pack(bad, out)
+    assert out.read_bytes() == b"precious"
+    # a failure in the middle of writing also leaves the old file and no temporary behind
+    with pytest.raises(RuntimeError):
+        with atomic_output(out) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("killed")
+    assert out.read_bytes() == b"precious"
+    assert [p.name for p in tmp_path.iterdir() if "sparsecomp-tmp" in p.name] == []
+
+
+def test_output_directory_missing(keras_files, tmp_path):
+    d, _m, _x = keras_files
+    with pytest.raises(WriteError):
+        sparsecomp.pack(d / "m.keras", tmp_path / "no" / "such" / "dir.sparse.h5")
+    assert not os.path.exists(tmp_path / "no")
