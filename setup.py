@@ -16,7 +16,6 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["sparsecomp", "sparsecomp.*"]),
     package_data={"sparsecomp": ["_data/mnist/*"]},
-    include_package_data=True,
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.11",

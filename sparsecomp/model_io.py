@@ -37,7 +37,9 @@ def _keras():
 
 
 def _to_numpy(variable) -> np.ndarray:
-    return np.asarray(_keras().ops.convert_to_numpy(variable))
+    """One copy of a variable's value (``convert_to_numpy`` makes two on TensorFlow)."""
+    numpy = getattr(variable, "numpy", None)
+    return np.asarray(numpy() if callable(numpy) else _keras().ops.convert_to_numpy(variable))
 
 
 def save(model, path, *, min_ratio: float = 1.0, include_optimizer: bool = False,
