@@ -1,0 +1,375 @@
+"""Iterative std-threshold pruning over frozen layer groups (Han et al. 2015).
+
+The recipe (see ``docs/PRUNING.md``):
+
+- a layer's threshold is ``q * sigma``; ``sigma`` is the standard deviation of the layer's
+  weights *as they are when its group starts* (the trained dense weights for the first group).
+  Keeping sigma fixed makes ``q`` mean the same cut throughout a group: "prune below q standard
+  deviations of the trained layer"; recomputing it from the survivors would inflate it at every
+  step, because removing the smallest weights widens the distribution of what is left.
+- groups are pruned one after the other (default: convolutions, then fully-connected layers);
+  while a group is pruned and fine-tuned every layer outside it is frozen (``trainable=False``).
+- per group, ``q`` starts at ``q0`` and rises by ``step``; after each rise: prune, fine-tune
+  ``epochs`` epochs with the masks held (``sparsecomp.masks``), evaluate on validation data carved
+  from the training data. A step whose validation metric fell more than ``max_drop`` below the
+  dense baseline is reverted (weights and masks) and ends the group.
+- Dropout in front of a pruned layer is rescaled as in Han et al. (eq. 2):
+  ``D_r = D_o * sqrt(C_r / C_o)``, with ``C`` the layer's connection count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .criteria import std_threshold, std_threshold_mask
+from .errors import BadArgumentError
+from .graph import LayerGraph
+from .masks import MaskSet, kernel_of, prunable_layers
+
+__all__ = ["prune", "PruneStep", "PruneHistory", "default_groups", "clone_model"]
+
+log = logging.getLogger(__name__)
+
+CONV_TYPES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
+
+
+@dataclass
+class PruneStep:
+    """One decision of the schedule."""
+
+    group: str
+    q: float
+    thresholds: dict
+    sparsity: dict            # per layer, fraction of the kernel's weights that are zero
+    total_sparsity: float     # over all prunable kernels of the model
+    val_metric: float
+    drop: float               # baseline - val_metric
+    accepted: bool
+    seconds: float
+    epochs: int
+
+
+@dataclass
+class PruneHistory:
+    """Everything ``prune`` decided, in order; plain data (``to_dict`` / ``to_json``)."""
+
+    metric: str
+    baseline: float
+    max_drop: float
+    groups: dict
+    sigma: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+    final_sparsity: dict = field(default_factory=dict)
+    final_metric: float | None = None
+    seconds: float = 0.0
+
+    def accepted_steps(self) -> list:
+        return [s for s in self.steps if s.accepted]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["steps"] = [asdict(s) for s in self.steps]
+        return d
+
+    def to_json(self, indent=2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PruneHistory":
+        d = dict(d)
+        d["steps"] = [PruneStep(**s) for s in d.get("steps", [])]
+        return cls(**d)
+
+
+def _keras():
+    import keras
+    return keras
+
+
+def clone_model(model):
+    """A new model with the same architecture and weights (the caller's model is never touched)."""
+    keras = _keras()
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as exc:  # subclassed models and custom layers without get_config
+        raise BadArgumentError(f"cannot clone the model (Sequential or functional models only): {exc}",
+                               rule="argument.model") from None
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def default_groups(model) -> dict:
+    """``{"conv": [...], "fc": [...]}``: convolutional layers first, then fully-connected ones."""
+    conv = [layer.name for layer in prunable_layers(model) if type(layer).__name__ in CONV_TYPES]
+    fc = [layer.name for layer in prunable_layers(model) if type(layer).__name__ == "Dense"]
+    groups = {}
+    if conv:
+        groups["conv"] = conv
+    if fc:
+        groups["fc"] = fc
+    return groups
+
+
+def _normalize_groups(model, groups) -> dict:
+    if groups is None or groups == "auto":
+        out = default_groups(model)
+    elif isinstance(groups, dict):
+        out = {str(k): list(v) for k, v in groups.items()}
+    elif isinstance(groups, (list, tuple)):
+        out = {}
+        for i, g in enumerate(groups):
+            g = [g] if isinstance(g, str) else list(g)
+            out[f"group{i + 1}"] = g
+    else:
+        raise BadArgumentError(f"`groups` must be 'auto', a list of lists of layer names or a dict. "
+                               f"Received: {groups!r}", rule="argument.groups")
+    prunable = {layer.name for layer in prunable_layers(model)}
+    seen = set()
+    for gname, names in out.items():
+        if not names:
+            raise BadArgumentError(f"group {gname!r} is empty", rule="argument.groups")
+        for n in names:
+            if n not in prunable:
+                raise BadArgumentError(f"group {gname!r} names {n!r}, which is not a prunable layer of the "
+                                       f"model (prunable: {sorted(prunable)})", rule="argument.groups")
+            if n in seen:
+                raise BadArgumentError(f"layer {n!r} is in two groups", rule="argument.groups")
+            seen.add(n)
+    if not out:
+        raise BadArgumentError("the model has no prunable layer (Dense or convolution)", rule="argument.groups")
+    return out
+
+
+def _split_data(data, validation_data, validation_split):
+    import tensorflow as tf
+    if isinstance(data, tf.data.Dataset):
+        if validation_data is None:
+            raise BadArgumentError("with a tf.data.Dataset, pass validation_data too (carved from your "
+                                   "training data, never the test set)", rule="argument.data")
+        return data, validation_data
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise BadArgumentError("`data` must be (x, y) arrays or a tf.data.Dataset", rule="argument.data")
+    x, y = data
+    if len(x) != len(y):
+        raise BadArgumentError(f"x has {len(x)} samples, y {len(y)}", rule="argument.data")
+    if validation_data is not None:
+        return (x, y), validation_data
+    if not 0 < validation_split < 1:
+        raise BadArgumentError(f"`validation_split` must be in (0, 1). Received: {validation_split!r}",
+                               rule="argument.validation_split")
+    nv = max(1, int(round(len(x) * validation_split)))
+    return (x[:-nv], y[:-nv]), (x[-nv:], y[-nv:])
+
+
+class _Trainer:
+    """Fit/evaluate on arrays or datasets with one set of settings."""
+
+    def __init__(self, model, train, val, batch_size, metric, compile_config):
+        self.model = model
+        self.train = train
+        self.val = val
+        self.batch_size = batch_size
+        self.metric = metric
+        self.compile_config = compile_config
+
+    def compile(self):
+        self.model.compile_from_config(self.compile_config)
+
+    def fit(self, epochs: int):
+        if epochs <= 0:
+            return
+        if isinstance(self.train, tuple):
+            x, y = self.train
+            self.model.fit(x, y, batch_size=self.batch_size, epochs=epochs, verbose=0, shuffle=True)
+        else:
+            self.model.fit(self.train, epochs=epochs, verbose=0)
+
+    def evaluate(self) -> float:
+        if isinstance(self.val, tuple):
+            x, y = self.val
+            res = self.model.evaluate(x, y, batch_size=max(self.batch_size, 256), verbose=0, return_dict=True)
+        else:
+            res = self.model.evaluate(self.val, verbose=0, return_dict=True)
+        if self.metric not in res:
+            raise BadArgumentError(f"metric {self.metric!r} is not among the model's metrics {sorted(res)}; "
+                                   "compile the model with metrics=['accuracy'] or pass metric=",
+                                   rule="argument.metric")
+        return float(res[self.metric])
+
+
+def _compile_config(model, optimizer, loss, metrics, learning_rate):
+    keras = _keras()
+    cfg = dict(model.get_compile_config() or {}) if getattr(model, "compiled", False) else {}
+    if optimizer is not None:
+        cfg["optimizer"] = keras.optimizers.serialize(keras.optimizers.get(optimizer))
+    if loss is not None:
+        cfg["loss"] = loss
+    if metrics is not None:
+        cfg["metrics"] = metrics
+    if not cfg.get("loss"):
+        raise BadArgumentError("the model is not compiled: pass loss= (and metrics=['accuracy'])",
+                               rule="argument.loss")
+    if not cfg.get("optimizer"):
+        cfg["optimizer"] = "adam"
+    if learning_rate is not None:
+        opt = keras.optimizers.get(cfg["optimizer"]) if not isinstance(cfg["optimizer"], dict) else \
+            keras.optimizers.deserialize(cfg["optimizer"])
+        conf = opt.get_config()
+        conf["learning_rate"] = float(learning_rate)
+        cfg["optimizer"] = keras.optimizers.serialize(type(opt).from_config(conf))
+    if not cfg.get("metrics"):
+        cfg["metrics"] = ["accuracy"]
+    return cfg
+
+
+def _dropouts_before(graph: LayerGraph, layer_name: str) -> list[str]:
+    """Dropout layers whose output feeds ``layer_name`` (through nothing but activations)."""
+    out = []
+    for p in graph.producers_of(layer_name):
+        layer = graph.layers.get(p)
+        if layer is None:
+            continue
+        if type(layer).__name__ == "Dropout":
+            out.append(p)
+    return out
+
+
+def prune(model, data, *, validation_data=None, validation_split: float = 0.1, groups="auto",
+          q0: float = 0.5, step: float = 0.1, max_q: float = 6.0, max_drop: float = 0.002,
+          epochs: int = 1, batch_size: int = 128, metric: str = "accuracy", one_shot: bool = False,
+          q: float | None = None, optimizer=None, loss=None, metrics=None, learning_rate=None,
+          rescale_dropout: bool = True, progress=None):
+    """Prune ``model`` by iterative std-thresholds over frozen layer groups.
+
+    Args:
+        model: a trained Sequential or functional ``keras.Model``; never modified.
+        data: ``(x, y)`` training arrays or a ``tf.data.Dataset`` of batches.
+        validation_data: ``(x, y)`` or a dataset; default: the last ``validation_split`` of ``data``.
+            Never pass the test set: decisions are made on this data.
+        groups: ``"auto"`` (convolutions, then Dense layers), a list of lists of layer names, or a
+            ``{name: [layer names]}`` dict; pruned in that order.
+        q0, step, max_q: the schedule of ``q`` within a group.
+        max_drop: largest allowed fall of the validation ``metric`` below the dense baseline
+            (absolute: 0.002 is 0.2 accuracy points).
+        epochs: fine-tuning epochs after each pruning step.
+        one_shot: prune every group once at ``q`` (default ``q0``) without fine-tuning.
+        optimizer, loss, metrics, learning_rate: fine-tuning settings; default: the model's own
+            compile config (a fresh optimizer per group).
+        progress: optional ``callable(step: PruneStep)``, called after every step.
+
+    Returns:
+        ``(pruned_model, history)``: a new compiled model whose pruned weights are exactly zero, and
+        a :class:`PruneHistory`.
+    """
+    keras = _keras()
+    if not isinstance(model, keras.Model):
+        raise BadArgumentError(f"`model` must be a keras.Model. Received: {type(model).__name__}",
+                               rule="argument.model")
+    for name, value, lo in (("q0", q0, 0.0), ("step", step, 1e-9), ("max_q", max_q, 0.0),
+                            ("max_drop", max_drop, 0.0)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < lo:
+            raise BadArgumentError(f"`{name}` must be a finite number >= {lo}. Received: {name}={value!r}",
+                                   rule=f"argument.{name}")
+    if not isinstance(epochs, int) or epochs < 0:
+        raise BadArgumentError(f"`epochs` must be an integer >= 0. Received: epochs={epochs!r}",
+                               rule="argument.epochs")
+    t_start = time.time()
+    groups = _normalize_groups(model, groups)
+    cfg = _compile_config(model, optimizer, loss, metrics, learning_rate)
+    train, val = _split_data(data, validation_data, validation_split)
+    work = clone_model(model)
+    graph = LayerGraph(work)
+    masks = MaskSet(work)
+    trainer = _Trainer(work, train, val, batch_size, metric, cfg)
+    trainer.compile()
+    baseline = trainer.evaluate()
+    history = PruneHistory(metric=metric, baseline=baseline, max_drop=max_drop, groups=groups,
+                           settings={"q0": q0, "step": step, "max_q": max_q, "epochs": epochs,
+                                     "batch_size": batch_size, "one_shot": one_shot,
+                                     "q": q, "learning_rate": learning_rate})
+    dropout_base = {d: work.get_layer(d).rate for g in groups.values() for n in g
+                    for d in _dropouts_before(graph, n)}
+    all_prunable = list(masks.layers)
+
+    def total_sparsity():
+        zeros = sum(int((~masks.masks[n]).sum()) for n in all_prunable)
+        size = sum(masks.masks[n].size for n in all_prunable)
+        return zeros / size if size else 0.0
+
+    def apply_dropout_rescale():
+        if not rescale_dropout or not dropout_base:
+            return False
+        changed = False
+        for gname, names in groups.items():
+            for n in names:
+                for d in _dropouts_before(graph, n):
+                    density = 1.0 - masks.sparsity(n)
+                    new_rate = dropout_base[d] * math.sqrt(density)
+                    if work.get_layer(d).rate != new_rate:
+                        work.get_layer(d).rate = new_rate
+                        changed = True
+        return changed
+
+    for gname, names in groups.items():
+        for layer in work.layers:
+            if layer.weights:
+                layer.trainable = layer.name in names
+        trainer.compile()
+        sigma = {n: float(np.std(masks.kernel(n))) for n in names}
+        history.sigma.update(sigma)
+        accepted = (work.get_weights(), masks.snapshot(), {d: work.get_layer(d).rate for d in dropout_base})
+        qs = [q if q is not None else q0] if one_shot else list(np.arange(q0, max_q + 1e-9, step))
+        for qv in qs:
+            t0 = time.time()
+            qv = float(round(qv, 10))
+            thresholds = {n: std_threshold(sigma[n], qv) for n in names}
+            for n in names:
+                masks.set(n, std_threshold_mask(masks.kernel(n), thresholds[n], masks.masks[n]))
+            if apply_dropout_rescale():
+                trainer.compile()
+            if not one_shot:
+                trainer.fit(epochs)
+            value = trainer.evaluate()
+            drop = baseline - value
+            ok = drop <= max_drop or one_shot
+            st = PruneStep(group=gname, q=qv, thresholds=thresholds,
+                           sparsity={n: masks.sparsity(n) for n in names}, total_sparsity=total_sparsity(),
+                           val_metric=value, drop=drop, accepted=ok, seconds=time.time() - t0,
+                           epochs=0 if one_shot else epochs)
+            history.steps.append(st)
+            if progress is not None:
+                progress(st)
+            log.info("group %s q=%.2f sparsity=%.4f %s=%.4f drop=%.4f %s", gname, qv, st.total_sparsity,
+                     metric, value, drop, "accepted" if ok else "reverted")
+            if not ok:
+                weights, snap, rates = accepted
+                work.set_weights(weights)
+                masks.restore(snap)
+                for d, r in rates.items():
+                    work.get_layer(d).rate = r
+                break
+            accepted = (work.get_weights(), masks.snapshot(), {d: work.get_layer(d).rate for d in dropout_base})
+            if all(masks.sparsity(n) >= 1.0 for n in names):
+                break
+    masks.release()
+    final = clone_model(work)
+    # exact +0.0 where masked (the constraint already guarantees it; this makes it explicit)
+    for n in all_prunable:
+        k = kernel_of(final.get_layer(n))
+        w = np.asarray(k.numpy())
+        k.assign(np.where(masks.masks[n], w, np.zeros_like(w)))
+    for layer in final.layers:
+        layer.trainable = True
+    final.compile_from_config(_compile_config(model, optimizer, loss, metrics, learning_rate))
+    history.final_sparsity = {n: masks.sparsity(n) for n in all_prunable}
+    final_trainer = _Trainer(final, train, val, batch_size, metric, cfg)
+    history.final_metric = final_trainer.evaluate()
+    history.seconds = time.time() - t_start
+    return final, history
