@@ -8,6 +8,9 @@ The public API, listed once::
     unpack(src, dst)         .sparse.h5 -> the original checkpoint, identical datasets and attributes
     inspect(path)            where the bytes go (StorageReport: table, JSON)
     verify(path)             full validation, every checksum
+    prune(model, data)       iterative std-threshold pruning over frozen groups -> (model, history)
+    find_dead_units(model)   a plan of units that can go without changing outputs; remove_units applies it
+    compress(model, data, path)  prune + remove dead units + save + report
 """
 
 __version__ = "0.1.0"
@@ -19,11 +22,16 @@ from .errors import (BadArgumentError, CorruptFileError, DataError, InvalidTenso
                      ResourceLimitError, SparseCompError, UnsafeModelError, UnsupportedFormatError,
                      WeightMismatchError, WriteError)
 from .model_io import load, save  # noqa: E402
+from .pruning import PruneHistory, PruneStep, prune  # noqa: E402
+from .surgery import DeadUnitPlan, find_dead_units, remove_dead_units, remove_units  # noqa: E402
+from .compress import CompressionResult, compress  # noqa: E402
 from .report import StorageReport, TensorRecord  # noqa: E402
 
 __all__ = [
     "__version__",
     "save", "load", "pack", "unpack", "inspect", "verify", "read_tensors",
+    "prune", "PruneHistory", "PruneStep", "find_dead_units", "remove_units", "remove_dead_units",
+    "DeadUnitPlan", "compress", "CompressionResult",
     "size_check", "SizeCheck", "Limits", "StorageReport", "TensorRecord", "load_mnist",
     "SparseCompError", "BadArgumentError", "CorruptFileError", "UnsupportedFormatError",
     "InvalidTensorError", "ResourceLimitError", "UnsafeModelError", "WeightMismatchError",

@@ -111,7 +111,8 @@ def resolve_architecture(spec):
     """
     keras = _keras()
     if isinstance(spec, keras.Model):
-        return keras.models.clone_model(spec)
+        from .pruning import clone_model
+        return clone_model(spec)
     if isinstance(spec, str):
         module_name, sep, func_name = spec.partition(":")
         if not sep or not module_name or not func_name:

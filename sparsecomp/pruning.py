@@ -94,10 +94,12 @@ def _keras():
 
 
 def clone_model(model):
-    """A new model with the same architecture and weights (the caller's model is never touched)."""
-    keras = _keras()
+    """A new, uncompiled model with the same architecture and weights; shares nothing with ``model``.
+
+    (``keras.models.clone_model`` would compile the clone with the *same* optimizer object.)
+    """
     try:
-        clone = keras.models.clone_model(model)
+        clone = type(model).from_config(model.get_config())
     except Exception as exc:  # subclassed models and custom layers without get_config
         raise BadArgumentError(f"cannot clone the model (Sequential or functional models only): {exc}",
                                rule="argument.model") from None

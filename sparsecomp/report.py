@@ -154,7 +154,7 @@ class StorageReport:
                          f"({t['density']:.2%} dense), {format_bytes(t['dense_bytes'])} dense -> "
                          f"{format_bytes(t['stored_bytes'])} stored ({t['ratio']:.2f}x)")
         if self.optimizer_dropped:
-            lines.append("optimizer state: dropped when packing (not counted as compression)")
+            lines.append("optimizer state: not stored (not counted as compression)")
         lines.append(f"file on disk: {format_bytes(self.file_bytes)} ({self.file_bytes:,} B)")
         if self.source_bytes is not None:
             lines.append(f"source checkpoint: {format_bytes(self.source_bytes)} ({self.source_bytes:,} B)")

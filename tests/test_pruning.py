@@ -1,0 +1,156 @@
+"""Iterative std-threshold pruning: masks hold, groups freeze, steps revert, the caller's model is untouched."""
+
+import numpy as np
+import pytest
+
+import sparsecomp
+from sparsecomp import BadArgumentError
+from sparsecomp.masks import MaskSet
+
+
+@pytest.fixture(scope="module")
+def mnist_small():
+    from sparsecomp import load_mnist
+    (x, y), (xt, yt) = load_mnist()
+    x = (x[:6000].astype("float32") / 255.0)[..., None]
+    xt = (xt[:2000].astype("float32") / 255.0)[..., None]
+    return (x, y[:6000].astype("int64")), (xt, yt[:2000].astype("int64"))
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_small):
+    import keras
+
+    from models import zoo
+    keras.utils.set_random_seed(0)
+    m = zoo.lenet_300_100()
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    (x, y), _ = mnist_small
+    m.fit(x, y, epochs=2, batch_size=128, verbose=0)
+    return m
+
+
+def test_masks_hold_through_training_bit_exact():
+    import keras
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="a"), keras.layers.Dense(2, name="b")])
+    ms = MaskSet(m)
+    rng = np.random.default_rng(0)
+    mask = rng.random((8, 16)) > 0.6
+    ms.set("a", mask)
+    m.compile(keras.optimizers.Adam(0.05), "mse")
+    m.fit(rng.random((256, 8)), rng.random((256, 2)), epochs=3, verbose=0)
+    k = np.asarray(m.get_layer("a").kernel.numpy())
+    assert np.all(k.view(np.uint32)[~mask] == 0)       # exactly +0.0, never -0.0
+    assert np.all(k[mask] != 0)                          # the others did train
+    ms.set("a", mask & (rng.random((8, 16)) > 0.5))      # a new mask needs no retrace
+    m.fit(rng.random((64, 8)), rng.random((64, 2)), epochs=1, verbose=0)
+    assert np.all(np.asarray(m.get_layer("a").kernel.numpy())[~ms.masks["a"]] == 0)
+
+
+def test_prune_never_touches_the_callers_model(trained, mnist_small):
+    (x, y), (xt, _) = mnist_small
+    before = [w.copy() for w in trained.get_weights()]
+    pred = trained.predict(xt[:32], verbose=0)
+    pruned, hist = sparsecomp.prune(trained, (x, y), q0=0.5, step=0.5, max_q=1.0, epochs=1, max_drop=0.05)
+    assert pruned is not trained
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(before, trained.get_weights()))
+    assert np.array_equal(pred, trained.predict(xt[:32], verbose=0))
+    assert hist.final_sparsity["fc1"] > 0.3
+
+
+def test_schedule_groups_threshold_and_revert(trained, mnist_small):
+    (x, y), _ = mnist_small
+    pruned, hist = sparsecomp.prune(trained, (x, y), groups=[["fc1"]], q0=1.0, step=0.5, max_q=8.0,
+                                    epochs=1, max_drop=0.0)
+    # sigma is the std of the trained kernel at the start of the group; thresholds are q*sigma
+    sigma = float(np.std(np.asarray(trained.get_layer("fc1").kernel.numpy())))
+    assert hist.sigma["fc1"] == pytest.approx(sigma, rel=1e-6)
+    for s in hist.steps:
+        assert s.thresholds["fc1"] == pytest.approx(s.q * sigma, rel=1e-6)
+    # with max_drop=0 some step must fail before q=8 (nearly everything pruned): it is reverted and ends the group
+    assert hist.steps[-1].accepted is False
+    last_ok = [s for s in hist.steps if s.accepted]
+    expected = last_ok[-1].sparsity["fc1"] if last_ok else 0.0
+    assert hist.final_sparsity["fc1"] == pytest.approx(expected)
+    # layers outside the group were frozen: bit-identical to the input model
+    for name in ("fc2", "fc3"):
+        for a, b in zip(trained.get_layer(name).get_weights(), pruned.get_layer(name).get_weights()):
+            assert a.tobytes() == b.tobytes()
+    # sparsity only grows along accepted steps (pruned weights never regrow)
+    sp = [s.sparsity["fc1"] for s in hist.steps if s.accepted]
+    assert sp == sorted(sp)
+    k = np.asarray(pruned.get_layer("fc1").kernel.numpy())
+    assert (k == 0).mean() == pytest.approx(hist.final_sparsity["fc1"])
+
+
+def test_one_shot_is_a_pure_threshold(trained, mnist_small):
+    (x, y), _ = mnist_small
+    pruned, hist = sparsecomp.prune(trained, (x, y), one_shot=True, q=1.0)
+    assert len(hist.steps) == 1 and all(s.epochs == 0 for s in hist.steps)   # one group: fc
+    for name in ("fc1", "fc2", "fc3"):
+        w = np.asarray(trained.get_layer(name).kernel.numpy())
+        expect = np.where(np.abs(w) >= 1.0 * np.std(w), w, 0)
+        assert np.array_equal(np.asarray(pruned.get_layer(name).kernel.numpy()), expect)
+
+
+def test_dropout_rescaled_by_sqrt_density(mnist_small):
+    import keras
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(64, activation="relu", name="h"),
+                          keras.layers.Dropout(0.5, name="drop"), keras.layers.Dense(10, activation="softmax", name="o")])
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    (x, y), _ = mnist_small
+    pruned, hist = sparsecomp.prune(m, (x, y), groups=[["o"]], one_shot=True, q=1.0)
+    density = 1 - hist.final_sparsity["o"]
+    assert pruned.get_layer("drop").rate == pytest.approx(0.5 * np.sqrt(density))
+    assert m.get_layer("drop").rate == 0.5
+
+
+def test_tf_data_input(trained, mnist_small):
+    import tensorflow as tf
+    (x, y), _ = mnist_small
+    ds = tf.data.Dataset.from_tensor_slices((x[:5000], y[:5000])).batch(128)
+    val = tf.data.Dataset.from_tensor_slices((x[5000:], y[5000:])).batch(256)
+    pruned, hist = sparsecomp.prune(trained, ds, validation_data=val, q0=0.5, step=0.5, max_q=1.0, max_drop=0.05)
+    assert hist.final_sparsity["fc1"] > 0.3
+    with pytest.raises(BadArgumentError):
+        sparsecomp.prune(trained, ds)
+
+
+@pytest.mark.parametrize("kwargs,rule", [({"groups": [["nope"]]}, "argument.groups"),
+                                         ({"groups": [["fc1"], ["fc1"]]}, "argument.groups"),
+                                         ({"q0": -1}, "argument.q0"), ({"step": 0}, "argument.step"),
+                                         ({"max_drop": float("nan")}, "argument.max_drop"),
+                                         ({"epochs": -1}, "argument.epochs")])
+def test_bad_arguments(trained, mnist_small, kwargs, rule):
+    (x, y), _ = mnist_small
+    with pytest.raises(BadArgumentError) as e:
+        sparsecomp.prune(trained, (x, y), **kwargs)
+    assert e.value.rule == rule
+
+
+def test_history_round_trips(trained, mnist_small):
+    (x, y), _ = mnist_small
+    _, hist = sparsecomp.prune(trained, (x, y), one_shot=True, q=0.8)
+    again = sparsecomp.PruneHistory.from_dict(hist.to_dict())
+    assert again.to_dict() == hist.to_dict()
+
+
+def test_compress_end_to_end(trained, mnist_small, tmp_path):
+    (x, y), test = mnist_small
+    res = sparsecomp.compress(trained, (x, y), tmp_path / "m.sparse.h5", test_data=test, report_dir=tmp_path / "rep",
+                              q0=1.0, step=1.0, max_q=3.0, max_drop=0.05)
+    loaded = sparsecomp.load(tmp_path / "m.sparse.h5")
+    xt, _ = test
+    # the saved file is the small model; the small model computes what the pruned model computes
+    np.testing.assert_allclose(loaded.predict(xt[:64], verbose=0), res.pruned_model.predict(xt[:64], verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    assert res.summary[".sparse.h5 bytes"] == (tmp_path / "m.sparse.h5").stat().st_size
+    keras_bytes = res.summary["Keras dense .keras bytes (no optimizer)"]
+    assert res.summary["file ratio (Keras / sparse)"] == round(keras_bytes / res.storage.file_bytes, 2)
+    assert res.storage.file_bytes < keras_bytes and res.history.final_sparsity["fc1"] > 0.5
+    for f in ("report.html", "histograms.png", "accuracy.png", "density.png", "bytes.png", "history.json"):
+        assert (tmp_path / "rep" / f).stat().st_size > 1000 or f == "history.json"
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "histograms.png" in html and "Per layer" in html
