@@ -55,7 +55,7 @@ class _StepPrinter:
 
 def _prune_kwargs(args):
     kw = dict(groups=_groups(args.groups), q0=args.q0, step=args.step, max_q=args.max_q, max_drop=args.max_drop,
-              epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, one_shot=args.one_shot,
+              epochs=args.epochs, recovery_epochs=args.recovery_epochs, batch_size=args.batch_size, learning_rate=args.lr, one_shot=args.one_shot,
               validation_split=args.validation_split)
     if args.q is not None:
         kw["q"] = args.q
@@ -109,6 +109,8 @@ def _common(p, progress_flag):
     p.add_argument("--max-q", type=float, default=6.0)
     p.add_argument("--max-drop", type=float, default=0.002, help="allowed fall of validation accuracy (0.002 = 0.2 points)")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs after each step")
+    p.add_argument("--recovery-epochs", type=int, default=2,
+                   help="extra epochs a step may use to recover before it is reverted")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the model's)")
     p.add_argument("--validation-split", type=float, default=1 / 12, help="held out of the training data (default 5000 of 60000)")

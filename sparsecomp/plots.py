@@ -39,11 +39,12 @@ def plot_histograms(before: dict, after: dict, thresholds: dict, path) -> None:
         b = before[name].ravel()
         a = after[name].ravel()
         a = a[a != 0]
-        lim = float(np.percentile(np.abs(b), 99.9)) or 1.0
-        bins = np.linspace(-lim * 1.3, lim * 1.3, 121)
+        t = thresholds.get(name)
+        lim = max(float(np.percentile(np.abs(b), 99.9)), float(np.abs(a).max()) if a.size else 0.0, t or 0.0)
+        lim = lim * 1.05 or 1.0
+        bins = np.linspace(-lim, lim, 121)
         ax.hist(b, bins=bins, color="#9db4d6", label=f"before ({b.size:,})")
         ax.hist(a, bins=bins, color="#d6613e", alpha=0.85, label=f"after ({a.size:,} kept)")
-        t = thresholds.get(name)
         if t:
             for s in (-t, t):
                 ax.axvline(s, color="k", ls="--", lw=1)

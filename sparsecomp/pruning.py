@@ -11,8 +11,9 @@ The recipe (see ``docs/PRUNING.md``):
   while a group is pruned and fine-tuned every layer outside it is frozen (``trainable=False``).
 - per group, ``q`` starts at ``q0`` and rises by ``step``; after each rise: prune, fine-tune
   ``epochs`` epochs with the masks held (``sparsecomp.masks``), evaluate on validation data carved
-  from the training data. A step whose validation metric fell more than ``max_drop`` below the
-  dense baseline is reverted (weights and masks) and ends the group.
+  from the training data. A step whose validation metric is still more than ``max_drop`` below
+  the dense baseline after ``recovery_epochs`` further epochs is reverted (weights and masks) and
+  ends the group.
 - Dropout in front of a pruned layer is rescaled as in Han et al. (eq. 2):
   ``D_r = D_o * sqrt(C_r / C_o)``, with ``C`` the layer's connection count.
 """
@@ -245,7 +246,7 @@ def _dropouts_before(graph: LayerGraph, layer_name: str) -> list[str]:
 
 def prune(model, data, *, validation_data=None, validation_split: float = 0.1, groups="auto",
           q0: float = 0.5, step: float = 0.1, max_q: float = 6.0, max_drop: float = 0.002,
-          epochs: int = 1, batch_size: int = 128, metric: str = "accuracy", one_shot: bool = False,
+          epochs: int = 1, recovery_epochs: int = 2, batch_size: int = 128, metric: str = "accuracy", one_shot: bool = False,
           q: float | None = None, optimizer=None, loss=None, metrics=None, learning_rate=None,
           rescale_dropout: bool = True, progress=None):
     """Prune ``model`` by iterative std-thresholds over frozen layer groups.
@@ -261,6 +262,8 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
         max_drop: largest allowed fall of the validation ``metric`` below the dense baseline
             (absolute: 0.002 is 0.2 accuracy points).
         epochs: fine-tuning epochs after each pruning step.
+        recovery_epochs: when a step's drop exceeds ``max_drop`` after ``epochs``, up to this many
+            more epochs are given to recover (checked after each) before the step is reverted.
         one_shot: prune every group once at ``q`` (default ``q0``) without fine-tuning.
         optimizer, loss, metrics, learning_rate: fine-tuning settings; default: the model's own
             compile config (a fresh optimizer per group).
@@ -279,9 +282,10 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < lo:
             raise BadArgumentError(f"`{name}` must be a finite number >= {lo}. Received: {name}={value!r}",
                                    rule=f"argument.{name}")
-    if not isinstance(epochs, int) or epochs < 0:
-        raise BadArgumentError(f"`epochs` must be an integer >= 0. Received: epochs={epochs!r}",
-                               rule="argument.epochs")
+    for name, value in (("epochs", epochs), ("recovery_epochs", recovery_epochs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise BadArgumentError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}",
+                                   rule=f"argument.{name}")
     t_start = time.time()
     groups = _normalize_groups(model, groups)
     cfg = _compile_config(model, optimizer, loss, metrics, learning_rate)
@@ -294,6 +298,7 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
     baseline = trainer.evaluate()
     history = PruneHistory(metric=metric, baseline=baseline, max_drop=max_drop, groups=groups,
                            settings={"q0": q0, "step": step, "max_q": max_q, "epochs": epochs,
+                                     "recovery_epochs": recovery_epochs,
                                      "batch_size": batch_size, "one_shot": one_shot,
                                      "q": q, "learning_rate": learning_rate})
     dropout_base = {d: work.get_layer(d).rate for g in groups.values() for n in g
@@ -336,15 +341,21 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
                 masks.set(n, std_threshold_mask(masks.kernel(n), thresholds[n], masks.masks[n]))
             if apply_dropout_rescale():
                 trainer.compile()
+            used = 0
             if not one_shot:
                 trainer.fit(epochs)
+                used = epochs
             value = trainer.evaluate()
+            while not one_shot and baseline - value > max_drop and used < epochs + recovery_epochs:
+                trainer.fit(1)      # "until the accuracy drop can no longer be recovered"
+                used += 1
+                value = trainer.evaluate()
             drop = baseline - value
             ok = drop <= max_drop or one_shot
             st = PruneStep(group=gname, q=qv, thresholds=thresholds,
                            sparsity={n: masks.sparsity(n) for n in names}, total_sparsity=total_sparsity(),
                            val_metric=value, drop=drop, accepted=ok, seconds=time.time() - t0,
-                           epochs=0 if one_shot else epochs)
+                           epochs=used)
             history.steps.append(st)
             if progress is not None:
                 progress(st)
