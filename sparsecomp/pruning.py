@@ -1,6 +1,6 @@
 """Iterative std-threshold pruning over frozen layer groups (Han et al. 2015).
 
-The recipe (see ``docs/PRUNING.md``):
+The recipe (also in the README, "Pruning and compression"):
 
 - a layer's threshold is ``q * sigma``; ``sigma`` is the standard deviation of the layer's
   weights *as they are when its group starts* (the trained dense weights for the first group).
