@@ -84,14 +84,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", choices=sorted(DEFAULTS))
     p.add_argument("--baseline", default=None, help="a .keras trained by models/train.py (default: train now)")
-    for k in ("q0", "step", "max_q", "max_drop", "learning_rate"):
+    for k in ("q0", "step", "max_q", "max_drop", "learning_rate", "min_step"):
         p.add_argument(f"--{k.replace('_', '-')}", type=float, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--recovery-epochs", type=int, default=None)
     p.add_argument("--out", default=None, help="where to keep the files and the HTML report (default: temp)")
     args = p.parse_args()
     cfg = dict(DEFAULTS[args.model])
-    for k in ("q0", "step", "max_q", "max_drop", "learning_rate", "epochs", "recovery_epochs"):
+    for k in ("q0", "step", "max_q", "max_drop", "learning_rate", "epochs", "recovery_epochs", "min_step"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
 
@@ -121,6 +121,7 @@ def main():
                               report_dir=out / "report", progress=show, validation_split=1 / 12,
                               q0=cfg["q0"], step=cfg["step"], max_q=cfg["max_q"], max_drop=cfg["max_drop"],
                               epochs=cfg["epochs"], recovery_epochs=cfg["recovery_epochs"],
+                              min_step=cfg.get("min_step"),
                               learning_rate=cfg["learning_rate"])
     compress_s = time.time() - t0
     s = res.summary

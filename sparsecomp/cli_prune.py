@@ -41,20 +41,29 @@ def _groups(spec):
 
 
 class _StepPrinter:
-    def __init__(self):
+    """One line per pruning step: elapsed time, a bar of the overall sparsity, group, q, val metric."""
+
+    def __init__(self, stream=None):
         self.t0 = time.time()
         self.n = 0
+        self.stream = stream or sys.stderr
+        self.groups: list[str] = []
 
     def __call__(self, s):
         self.n += 1
+        if s.group not in self.groups:
+            self.groups.append(s.group)
+        bar = "#" * int(round(s.total_sparsity * 20))
         mark = "accepted" if s.accepted else "REVERTED"
-        sys.stderr.write(f"[{time.time() - self.t0:7.1f}s] step {self.n:3d}  group {s.group:<8} q={s.q:<5.2f} "
-                         f"sparsity {s.total_sparsity:7.2%}  val {s.val_metric:.4f} (drop {s.drop:+.4f})  {mark}\n")
-        sys.stderr.flush()
+        self.stream.write(f"[{time.time() - self.t0:7.1f}s] step {self.n:3d} group {s.group:<6} q={s.q:<5.2f} "
+                          f"sparsity [{bar:<20}] {s.total_sparsity:7.2%}  val {s.val_metric:.4f} "
+                          f"(drop {s.drop:+.4f}, {s.epochs} ep)  {mark}\n")
+        self.stream.flush()
 
 
 def _prune_kwargs(args):
-    kw = dict(groups=_groups(args.groups), q0=args.q0, step=args.step, max_q=args.max_q, max_drop=args.max_drop,
+    kw = dict(groups=_groups(args.groups), q0=args.q0, step=args.step, max_q=args.max_q, min_step=args.min_step,
+              max_drop=args.max_drop,
               epochs=args.epochs, recovery_epochs=args.recovery_epochs, batch_size=args.batch_size, learning_rate=args.lr, one_shot=args.one_shot,
               validation_split=args.validation_split)
     if args.q is not None:
@@ -107,6 +116,8 @@ def _common(p, progress_flag):
     p.add_argument("--q0", type=float, default=0.5)
     p.add_argument("--step", type=float, default=0.1)
     p.add_argument("--max-q", type=float, default=6.0)
+    p.add_argument("--min-step", type=float, default=None,
+                   help="after a reverted step, retry with half the step until it is below this (default: stop)")
     p.add_argument("--max-drop", type=float, default=0.002, help="allowed fall of validation accuracy (0.002 = 0.2 points)")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs after each step")
     p.add_argument("--recovery-epochs", type=int, default=2,

@@ -760,9 +760,10 @@ class _Reader:
         g = self.h5["files"]
         try:
             members = json.loads(g.attrs["members"])
-            assert isinstance(members, list)
-        except (KeyError, ValueError, TypeError, AssertionError, OSError):
-            raise CorruptFileError("bad /files member list", rule="format.files", file=self.path) from None
+        except (KeyError, ValueError, TypeError, OSError):
+            members = None
+        if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+            raise CorruptFileError("bad /files member list", rule="format.files", file=self.path)
 
         def blob(i):
             key = f"{i:05d}"

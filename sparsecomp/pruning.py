@@ -37,6 +37,10 @@ __all__ = ["prune", "PruneStep", "PruneHistory", "default_groups", "clone_model"
 
 log = logging.getLogger(__name__)
 
+# Keras reports metrics as float32: 0.985 - 0.983 comes out as 0.00200003. Drops within this of
+# max_drop are ties, not failures.
+_METRIC_TOL = 1e-6
+
 CONV_TYPES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
 
 
@@ -245,7 +249,8 @@ def _dropouts_before(graph: LayerGraph, layer_name: str) -> list[str]:
 
 
 def prune(model, data, *, validation_data=None, validation_split: float = 0.1, groups="auto",
-          q0: float = 0.5, step: float = 0.1, max_q: float = 6.0, max_drop: float = 0.002,
+          q0: float = 0.5, step: float = 0.1, max_q: float = 6.0, min_step: float | None = None,
+          max_drop: float = 0.002,
           epochs: int = 1, recovery_epochs: int = 2, batch_size: int = 128, metric: str = "accuracy", one_shot: bool = False,
           q: float | None = None, optimizer=None, loss=None, metrics=None, learning_rate=None,
           rescale_dropout: bool = True, progress=None):
@@ -259,6 +264,10 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
         groups: ``"auto"`` (convolutions, then Dense layers), a list of lists of layer names, or a
             ``{name: [layer names]}`` dict; pruned in that order.
         q0, step, max_q: the schedule of ``q`` within a group.
+        min_step: ``None`` (default): the first reverted step ends the group, as in the recipe.
+            A number: after a reverted step, retry half-way between the last accepted ``q`` and the
+            one that failed (and continue with that smaller step), until the step would fall
+            below ``min_step``.
         max_drop: largest allowed fall of the validation ``metric`` below the dense baseline
             (absolute: 0.002 is 0.2 accuracy points).
         epochs: fine-tuning epochs after each pruning step.
@@ -278,7 +287,7 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
         raise BadArgumentError(f"`model` must be a keras.Model. Received: {type(model).__name__}",
                                rule="argument.model")
     for name, value, lo in (("q0", q0, 0.0), ("step", step, 1e-9), ("max_q", max_q, 0.0),
-                            ("max_drop", max_drop, 0.0)):
+                            ("max_drop", max_drop, 0.0), ("min_step", 1.0 if min_step is None else min_step, 1e-9)):
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < lo:
             raise BadArgumentError(f"`{name}` must be a finite number >= {lo}. Received: {name}={value!r}",
                                    rule=f"argument.{name}")
@@ -297,7 +306,7 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
     trainer.compile()
     baseline = trainer.evaluate()
     history = PruneHistory(metric=metric, baseline=baseline, max_drop=max_drop, groups=groups,
-                           settings={"q0": q0, "step": step, "max_q": max_q, "epochs": epochs,
+                           settings={"q0": q0, "step": step, "max_q": max_q, "min_step": min_step, "epochs": epochs,
                                      "recovery_epochs": recovery_epochs,
                                      "batch_size": batch_size, "one_shot": one_shot,
                                      "q": q, "learning_rate": learning_rate})
@@ -332,8 +341,10 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
         sigma = {n: float(np.std(masks.kernel(n))) for n in names}
         history.sigma.update(sigma)
         accepted = (work.get_weights(), masks.snapshot(), {d: work.get_layer(d).rate for d in dropout_base})
-        qs = [q if q is not None else q0] if one_shot else list(np.arange(q0, max_q + 1e-9, step))
-        for qv in qs:
+        qv = float(q if (one_shot and q is not None) else q0)
+        q_ok = None          # the last accepted q of this group
+        cur_step = step
+        while qv <= max_q + 1e-9:
             t0 = time.time()
             qv = float(round(qv, 10))
             thresholds = {n: std_threshold(sigma[n], qv) for n in names}
@@ -346,12 +357,12 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
                 trainer.fit(epochs)
                 used = epochs
             value = trainer.evaluate()
-            while not one_shot and baseline - value > max_drop and used < epochs + recovery_epochs:
+            while not one_shot and baseline - value > max_drop + _METRIC_TOL and used < epochs + recovery_epochs:
                 trainer.fit(1)      # "until the accuracy drop can no longer be recovered"
                 used += 1
                 value = trainer.evaluate()
             drop = baseline - value
-            ok = drop <= max_drop or one_shot
+            ok = drop <= max_drop + _METRIC_TOL or one_shot
             st = PruneStep(group=gname, q=qv, thresholds=thresholds,
                            sparsity={n: masks.sparsity(n) for n in names}, total_sparsity=total_sparsity(),
                            val_metric=value, drop=drop, accepted=ok, seconds=time.time() - t0,
@@ -361,16 +372,25 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
                 progress(st)
             log.info("group %s q=%.2f sparsity=%.4f %s=%.4f drop=%.4f %s", gname, qv, st.total_sparsity,
                      metric, value, drop, "accepted" if ok else "reverted")
+            if one_shot:
+                break
             if not ok:
                 weights, snap, rates = accepted
                 work.set_weights(weights)
                 masks.restore(snap)
                 for d, r in rates.items():
                     work.get_layer(d).rate = r
-                break
+                base = q_ok if q_ok is not None else 0.0
+                cur_step = (qv - base) / 2
+                if min_step is None or cur_step < min_step - 1e-12:
+                    break
+                qv = base + cur_step      # back off: try half the way to the q that failed
+                continue
             accepted = (work.get_weights(), masks.snapshot(), {d: work.get_layer(d).rate for d in dropout_base})
             if all(masks.sparsity(n) >= 1.0 for n in names):
                 break
+            q_ok = qv
+            qv = qv + cur_step
     masks.release()
     final = clone_model(work)
     # exact +0.0 where masked (the constraint already guarantees it; this makes it explicit)

@@ -43,3 +43,32 @@ def test_errors_exit_nonzero_without_traceback(tmp_path):
         assert r.returncode == 1, r.stderr
         assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
         assert "[file." in r.stderr
+
+
+def test_prune_and_compress_commands(ckpt, capsys, tmp_path):
+    import keras
+
+    from models import zoo
+    m = zoo.lenet_300_100()
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.save(tmp_path / "dense.keras")
+    assert main(["prune", str(tmp_path / "dense.keras"), "--data", "mnist", "-o", str(tmp_path / "p.keras"),
+                 "--one-shot", "--q", "1.0", "--history", str(tmp_path / "h.json")]) == 0
+    hist = json.loads((tmp_path / "h.json").read_text())
+    assert hist["steps"][0]["q"] == 1.0 and hist["settings"]["one_shot"] is True
+    p = keras.saving.load_model(tmp_path / "p.keras")
+    assert (p.get_layer("fc1").kernel.numpy() == 0).mean() > 0.25
+    capsys.readouterr()
+    assert main(["compress", str(tmp_path / "dense.keras"), "--data", "mnist", "-o", str(tmp_path / "c.sparse.h5"),
+                 "--one-shot", "--q", "2.0", "--json", str(tmp_path / "c.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "file ratio (Keras / sparse)" in out and "step   1" in err and "sparsity [" in err
+    assert (tmp_path / "c_report" / "report.html").exists()
+    summary = json.loads((tmp_path / "c.json").read_text())["summary"]
+    assert summary[".sparse.h5 bytes"] == (tmp_path / "c.sparse.h5").stat().st_size
+    assert main(["verify", str(tmp_path / "c.sparse.h5")]) == 0
+
+
+def test_prune_bad_arguments_exit_cleanly(tmp_path, capsys):
+    assert main(["prune", str(tmp_path / "missing.keras"), "-o", str(tmp_path / "o.keras")]) == 1
+    assert "error:" in capsys.readouterr().err

@@ -154,3 +154,20 @@ def test_compress_end_to_end(trained, mnist_small, tmp_path):
         assert (tmp_path / "rep" / f).stat().st_size > 1000 or f == "history.json"
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "histograms.png" in html and "Per layer" in html
+
+
+def test_backoff_retries_half_steps(trained, mnist_small):
+    (x, y), _ = mnist_small
+    _, hist = sparsecomp.prune(trained, (x, y), groups=[["fc1"]], q0=1.0, step=2.0, max_q=12.0, epochs=1,
+                               recovery_epochs=0, max_drop=0.0, min_step=0.5)
+    qs = [s.q for s in hist.steps]
+    fails = [i for i, s in enumerate(hist.steps) if not s.accepted]
+    assert fails, qs
+    # after a reverted step the next q lies half-way between the last accepted q and the failed one
+    i = fails[0]
+    if i + 1 < len(hist.steps):
+        prev_ok = max([s.q for s in hist.steps[:i] if s.accepted], default=0.0)
+        assert hist.steps[i + 1].q == pytest.approx(prev_ok + (hist.steps[i].q - prev_ok) / 2)
+    # it ends when the next half step would be below min_step
+    last_ok = max([s.q for s in hist.steps if s.accepted], default=0.0)
+    assert (hist.steps[-1].q - last_ok) / 2 < 0.5 or hist.steps[-1].q >= 12.0 - 1e-9
