@@ -80,7 +80,7 @@ class Limits:
     max_name_length: int = 1024
     max_compression_ratio: int = 1024
     max_extra_file_bytes: int = 1 << 30
-    allow_nonfinite: bool = True
+    allow_nonfinite: bool = False
 
     def __post_init__(self):
         for name in ("max_file_bytes", "max_tensor_bytes", "max_total_bytes", "max_members",
@@ -356,6 +356,57 @@ def _check_signature(path: Path, *, file_limit: int) -> bytes:
                                  rule="limit.file", file=path)
     with open(path, "rb") as fh:
         return fh.read(8)
+
+
+def _superblock_eof(head: bytes) -> tuple[int, int] | None:
+    """``(base_address, end_of_file_address)`` from an HDF5 superblock at offset 0, or ``None``.
+
+    Superblock versions 0/1 hold the addresses after 16 (v0) or 20 (v1) bytes of fixed fields;
+    versions 2/3 after 12. Offsets are ``size_of_offsets`` bytes, little-endian.
+    """
+    if len(head) < 13 or not head.startswith(HDF5_SIGNATURE):
+        return None
+    version = head[8]
+    if version in (0, 1):
+        size_off = head[13]
+        start = 24 if version == 0 else 28
+        n_addr = 3
+    elif version in (2, 3):
+        size_off = head[9]
+        start = 12
+        n_addr = 3
+    else:
+        return None
+    if size_off not in (2, 4, 8) or len(head) < start + n_addr * size_off:
+        return None
+    addrs = [int.from_bytes(head[start + i * size_off:start + (i + 1) * size_off], "little") for i in range(n_addr)]
+    base = addrs[0]
+    eof = addrs[2]
+    return base, eof
+
+
+def _check_framing(path: Path) -> None:
+    """HDF5 signature at offset 0 (no userblock) and no bytes past the superblock's end-of-file."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if not head.startswith(HDF5_SIGNATURE):
+        raise CorruptFileError("not an HDF5 file (no HDF5 signature at offset 0; userblocks are refused)",
+                               rule="file.signature", file=path)
+    framing = _superblock_eof(head)
+    if framing is None:
+        raise UnsupportedFormatError(f"unsupported HDF5 superblock version {head[8] if len(head) > 8 else '?'}",
+                                     rule="file.superblock", file=path)
+    base, eof = framing
+    size = path.stat().st_size
+    if base != 0:
+        raise CorruptFileError("HDF5 base address is not 0 (userblock or embedded file)", rule="file.userblock",
+                               file=path)
+    if size > eof:
+        raise CorruptFileError(f"{size - eof} trailing bytes after the HDF5 end-of-file address",
+                               rule="file.trailing", file=path)
+    if size < eof:
+        raise CorruptFileError(f"file is truncated: {size} bytes, the superblock says {eof}",
+                               rule="file.truncated", file=path)
 
 
 def _open_h5(source, file) -> h5py.File:
@@ -689,10 +740,8 @@ class _Reader:
     def __init__(self, path, limits: Limits | None = None):
         self.path = Path(path)
         self.limits = limits or Limits()
-        head = _check_signature(self.path, file_limit=self.limits.max_file_bytes)
-        if not head.startswith(HDF5_SIGNATURE):
-            raise CorruptFileError("not an HDF5 file (no HDF5 signature at offset 0)",
-                                   rule="file.signature", file=self.path)
+        _check_signature(self.path, file_limit=self.limits.max_file_bytes)
+        _check_framing(self.path)
         self.h5 = _open_h5(self.path, self.path)
         self.checker = _Checker(self.limits, self.path)
         try:
@@ -720,6 +769,22 @@ class _Reader:
 
     def close(self):
         self.h5.close()
+
+    def preflight(self) -> list:
+        """Walk the whole tree checking every header and the resource budget; decode nothing.
+
+        Returns the walk's entries, so callers decode from them only once everything declared
+        (per tensor and in total) is known to fit.
+        """
+        entries = list(self.walk())
+        for path, node, kind, attrs in entries:
+            if kind != "group":
+                self.tensor_meta(node, kind, attrs, path)
+        if self.kind == "model" and "optimizer" in self.h5:
+            for path, node, kind, attrs in self.walk(self.h5["optimizer"], "optimizer"):
+                if kind != "group":
+                    self.tensor_meta(node, kind, attrs, path)
+        return entries
 
     def __enter__(self):
         return self
@@ -882,7 +947,7 @@ def read_tensors(path, *, limits: Limits | None = None, verify: bool = True):
 def _unpack_tree(r: _Reader, out_root: h5py.Group, progress=None) -> None:
     _copy_attrs(r.checker.attrs(r.tree, "/"), out_root, skip_ours=True)
     groups = {"": out_root}
-    entries = list(r.walk())
+    entries = r.preflight()
     total = sum(1 for e in entries if e[2] != "group")
     done = 0
     for path, node, kind, attrs in entries:
@@ -966,7 +1031,7 @@ def unpack(src, dst, *, limits: Limits | None = None, progress=None) -> Path:
 def _records(r: _Reader, *, decode: bool, progress=None) -> list[TensorRecord]:
     records = []
     vars_names: dict[str, str] = {}
-    entries = list(r.walk())
+    entries = r.preflight()
     total = sum(1 for e in entries if e[2] != "group")
     done = 0
     for path, node, kind, attrs in entries:

@@ -22,7 +22,7 @@ import numpy as np
 from .container import (Limits, _Reader, _root_attrs, _TreeWriter,
                         _write_files_group, atomic_output, unpack)
 from .csr import check_min_ratio
-from .errors import BadArgumentError, CorruptFileError, SparseCompError, WeightMismatchError
+from .errors import BadArgumentError, CorruptFileError, SparseCompError, UnsafeModelError, WeightMismatchError
 from .report import StorageReport
 from .safety import check_config_safe
 
@@ -152,6 +152,7 @@ def _config_from(r: _Reader):
 
 def _set_model_weights(r: _Reader, model, *, restore_optimizer: bool) -> None:
     """Assign the stored weights to ``model`` layer by layer, after checking every shape."""
+    r.preflight()
     plan = []
     stored_layers = {}
     for name, child, obj in r.checker.children(r.tree, ""):
@@ -205,7 +206,7 @@ def _set_model_weights(r: _Reader, model, *, restore_optimizer: bool) -> None:
 
 
 def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True, compile: bool = True,
-         limits: Limits | None = None):
+         allow_legacy: bool = False, limits: Limits | None = None):
     """Rebuild a ``keras.Model`` from a ``.sparse.h5`` file, weights bit-identical.
 
     Works for files written by :func:`save` and for packed ``.keras`` and full-model ``.h5``
@@ -220,6 +221,9 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
         safe_mode: refuse configs that would run code from the file (Lambda layers, objects from
             other modules). Set ``False`` only for files you trust.
         compile: compile the model with its stored training config, when there is one.
+        allow_legacy: rebuild Keras 2 full-model configs (``keras_version`` 2.x). Their layer
+            configs predate Keras 3's serialization and go through Keras' legacy loader, so they
+            are refused unless asked for. (Their weights load with ``architecture=`` either way.)
         limits: bounds on what the file may declare.
 
     Raises:
@@ -259,6 +263,12 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
             legacy = r.tree.attrs.get("model_config")
             config = None
             if legacy is not None and architecture is None:
+                version = r.tree.attrs.get("keras_version", b"")
+                version = version.decode("ascii", "replace") if isinstance(version, bytes) else str(version)
+                if version.startswith(("1.", "2.")) and not allow_legacy:
+                    raise UnsafeModelError(f"Keras {version} model config: pass allow_legacy=True to rebuild it "
+                                           "(or architecture= to load only its weights)", rule="model.legacy",
+                                           file=path)
                 try:
                     config = json.loads(legacy)
                 except (ValueError, TypeError):

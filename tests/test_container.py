@@ -293,3 +293,48 @@ def test_output_directory_missing(keras_files, tmp_path):
     with pytest.raises(WriteError):
         sparsecomp.pack(d / "m.keras", tmp_path / "no" / "such" / "dir.sparse.h5")
     assert not os.path.exists(tmp_path / "no")
+
+
+def test_keras2_full_model_needs_opt_in(tmp_path, rng):
+    src = keras2_layout(tmp_path / "k2.h5", rng)
+    sparsecomp.pack(src, tmp_path / "k2.sparse.h5")
+    with pytest.raises(UnsafeModelError) as e:
+        sparsecomp.load(tmp_path / "k2.sparse.h5")
+    assert e.value.rule == "model.legacy"
+
+
+def test_trailing_bytes_and_userblock_refused(packed, tmp_path):
+    data = packed.read_bytes()
+    packed.write_bytes(data + b"\0" * 16)
+    with pytest.raises(CorruptFileError) as e:
+        sparsecomp.verify(packed)
+    assert e.value.rule == "file.trailing"
+    ub = tmp_path / "ub.sparse.h5"
+    with h5py.File(ub, "w", userblock_size=512) as f:
+        f.attrs["format"] = "sparsecomp"
+    with pytest.raises(CorruptFileError) as e:
+        sparsecomp.verify(ub)
+    assert e.value.rule == "file.signature"
+
+
+def test_nonfinite_refused_unless_allowed(tmp_path):
+    src = tmp_path / "nan.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("w", data=np.array([[1.0, np.nan], [0.0, 0.0]], np.float32))
+    with pytest.raises(InvalidTensorError) as e:
+        sparsecomp.pack(src, tmp_path / "nan.sparse.h5")
+    assert e.value.rule == "tensor.nonfinite" and not (tmp_path / "nan.sparse.h5").exists()
+    sparsecomp.pack(src, tmp_path / "nan.sparse.h5", limits=sparsecomp.Limits(allow_nonfinite=True))
+    with pytest.raises(InvalidTensorError):
+        sparsecomp.verify(tmp_path / "nan.sparse.h5")
+    sparsecomp.verify(tmp_path / "nan.sparse.h5", limits=sparsecomp.Limits(allow_nonfinite=True))
+
+
+def test_saving_twice_gives_identical_bytes(keras_files, tmp_path):
+    d, m, _x = keras_files
+    sparsecomp.pack(d / "m.keras", tmp_path / "a.sparse.h5")
+    sparsecomp.pack(d / "m.keras", tmp_path / "b.sparse.h5")
+    assert (tmp_path / "a.sparse.h5").read_bytes() == (tmp_path / "b.sparse.h5").read_bytes()
+    sparsecomp.save(m, tmp_path / "c.sparse.h5")
+    sparsecomp.save(m, tmp_path / "d.sparse.h5")
+    assert (tmp_path / "c.sparse.h5").read_bytes() == (tmp_path / "d.sparse.h5").read_bytes()
