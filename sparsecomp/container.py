@@ -307,7 +307,7 @@ class _Checker:
             self.fail(CorruptFileError, f"cannot read dataset header: {exc}", "h5.read", path)
         if shape is None:
             return 0   # a null dataspace holds nothing
-        if tensor and not _numeric_ok(dt):
+        if (tensor and not _numeric_ok(dt)) or (dt.kind in "biuf" and dt.byteorder == ">"):
             self.fail(InvalidTensorError, f"tensor dtype {dt} is not a little-endian number",
                       "tensor.dtype", path)
         if not (_numeric_ok(dt) or _is_string_dtype(dt)):
@@ -763,6 +763,7 @@ class _Reader:
             if not isinstance(tree, h5py.HardLink) or not isinstance(self.h5["tree"], h5py.Group):
                 raise CorruptFileError("missing /tree group", rule="format.tree", file=self.path)
             self.tree = self.h5["tree"]
+            self.checker.attrs(self.tree, "tree")
         except BaseException:
             self.h5.close()
             raise

@@ -1,0 +1,84 @@
+"""Hostile files: each attack class gives its documented error and rule, changes nothing on disk,
+leaks no canary bytes, and stays within bounded time and memory."""
+
+import hashlib
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import sparsecomp
+from sparsecomp import SparseCompError
+
+sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+from make_hostile import CANARY, CASES, build_all  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hostile")
+    return d, build_all(d)
+
+
+def rss():
+    with open("/proc/self/statm") as fh:
+        import os
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_at_least_25_classes():
+    assert len(CASES) >= 25 and len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("name,op,exc,rule,limits", [(c[0], c[2], c[3], c[4], c[5]) for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_hostile_file_refused(hostile, name, op, exc, rule, limits, tmp_path):
+    d, paths = hostile
+    path = paths[name]
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    lim = sparsecomp.Limits(**limits) if limits else None
+    peak = [rss()]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.002)
+    t = threading.Thread(target=sample, daemon=True)
+    start_rss = rss()
+    t.start()
+    t0 = time.time()
+    try:
+        with pytest.raises(exc) as e:
+            if op == "verify":
+                sparsecomp.verify(path, limits=lim)
+            else:
+                sparsecomp.load(path, limits=lim)
+    finally:
+        stop.set()
+        t.join()
+    assert e.value.rule == rule, str(e.value)
+    assert time.time() - t0 < 20
+    assert peak[0] - start_rss < 256 << 20          # nothing large was allocated
+    assert CANARY.decode() not in str(e.value)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before   # the input is untouched
+    # unpack refuses the same files and leaves no output (not even a temporary) behind
+    if op == "verify":
+        out = tmp_path / "out.h5"
+        with pytest.raises(SparseCompError):
+            sparsecomp.unpack(path, out, limits=lim)
+        assert list(tmp_path.iterdir()) == []
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_canary_never_reaches_outputs(hostile, tmp_path):
+    d, paths = hostile
+    for name, p in paths.items():
+        try:
+            sparsecomp.inspect(p, baseline=False)
+        except SparseCompError as exc:
+            assert CANARY.decode() not in str(exc)
+    for f in tmp_path.iterdir():
+        assert CANARY not in f.read_bytes()
