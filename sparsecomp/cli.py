@@ -71,14 +71,15 @@ def _cmd_unpack(args) -> int:
 
 def _cmd_inspect(args) -> int:
     from .container import inspect
-    report = inspect(args.file, baseline=not args.no_baseline, progress=Progress("inspect", enabled=args.progress))
+    report = inspect(args.file, baseline=not (args.no_baseline or args.isolate), isolate=args.isolate,
+                     progress=Progress("inspect", enabled=args.progress))
     print(report.to_json() if args.json else report.format_table())
     return 0
 
 
 def _cmd_verify(args) -> int:
     from .container import verify
-    report = verify(args.file, progress=Progress("verify", enabled=args.progress))
+    report = verify(args.file, isolate=args.isolate, progress=Progress("verify", enabled=args.progress))
     t = report.totals()
     print(f"OK: {args.file}: {t['tensors']} tensors, {t['params']:,} parameters, every CSR invariant "
           "and SHA-256 checksum verified")
@@ -119,11 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--no-baseline", action="store_true",
                    help="skip measuring the size of Keras' own dense file of the same model")
+    s.add_argument("--isolate", action="store_true", help="parse in a child process with memory and time limits")
     _progress_flag(s)
     s.set_defaults(func=_cmd_inspect)
 
     s = sub.add_parser("verify", help="full validation: structure, CSR invariants, checksums")
     s.add_argument("file")
+    s.add_argument("--isolate", action="store_true", help="parse in a child process with memory and time limits")
     _progress_flag(s)
     s.set_defaults(func=_cmd_verify)
 

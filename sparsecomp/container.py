@@ -1127,7 +1127,8 @@ def _strip_optimizer(h5path: Path) -> None:
     os.replace(tmp, h5path)
 
 
-def inspect(path, *, baseline: bool = True, limits: Limits | None = None, progress=None) -> StorageReport:
+def inspect(path, *, baseline: bool = True, limits: Limits | None = None, progress=None,
+            isolate: bool = False) -> StorageReport:
     """Report where the bytes of a ``.sparse.h5`` file go.
 
     Per tensor: layer, shape, parameters, non-zeros, density, encoding, dense and stored bytes,
@@ -1136,9 +1137,13 @@ def inspect(path, *, baseline: bool = True, limits: Limits | None = None, progre
     measured by writing it to a temporary directory.
 
     The file's structure is validated as it is read; tensor values are not decoded (use
-    :func:`verify` for the full check).
+    :func:`verify` for the full check). ``isolate=True`` parses in a child process with memory
+    and time limits (see :mod:`sparsecomp.isolation`); the Keras baseline is then skipped.
     """
     path = Path(path)
+    if isolate:
+        from .isolation import run_isolated
+        return run_isolated("inspect", path, limits=limits)
     with _Reader(path, limits) as r:
         records = _records(r, decode=False, progress=progress)
         kind = r.kind
@@ -1150,14 +1155,18 @@ def inspect(path, *, baseline: bool = True, limits: Limits | None = None, progre
                          keras_bytes=keras_bytes, records=records, optimizer_dropped=dropped)
 
 
-def verify(path, *, limits: Limits | None = None, progress=None) -> StorageReport:
+def verify(path, *, limits: Limits | None = None, progress=None, isolate: bool = False) -> StorageReport:
     """Fully validate a ``.sparse.h5`` file: structure, every CSR invariant, every checksum.
 
     Returns the storage report when the file is sound; raises a :class:`SparseCompError`
     subclass naming the member and the rule otherwise. For model files, the architecture is
     also checked for code that loading would run (Lambda layers, unknown objects).
+    ``isolate=True`` does it all in a child process with memory and time limits.
     """
     path = Path(path)
+    if isolate:
+        from .isolation import run_isolated
+        return run_isolated("verify", path, limits=limits)
     with _Reader(path, limits) as r:
         records = _records(r, decode=True, progress=progress)
         if r.kind == "model" and "optimizer" in r.h5:

@@ -56,6 +56,12 @@ class TensorRecord:
     def ratio(self) -> float:
         return self.dense_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorRecord":
+        return cls(path=d["path"], layer=d["layer"], category=d["category"], shape=tuple(d["shape"]),
+                   dtype=d["dtype"], nnz=d["nnz"], encoding=d["encoding"], dense_bytes=d["dense_bytes"],
+                   stored_bytes=d["stored_bytes"], csr_bytes=d.get("csr_bytes"))
+
     def to_dict(self) -> dict:
         return {"path": self.path, "layer": self.layer, "category": self.category,
                 "shape": list(self.shape), "dtype": self.dtype, "params": self.params,
@@ -127,6 +133,13 @@ class StorageReport:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StorageReport":
+        return cls(file=d["file"], kind=d["kind"], file_bytes=d["file_bytes"],
+                   records=[TensorRecord.from_dict(t) for t in d.get("tensors", [])],
+                   source_bytes=d.get("source_bytes"), keras_bytes=d.get("keras_bytes"),
+                   optimizer_dropped=d.get("optimizer_dropped", False))
 
     def format_table(self) -> str:
         """A fixed-width text table, one row per tensor, then totals and file sizes."""

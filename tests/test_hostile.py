@@ -82,3 +82,23 @@ def test_canary_never_reaches_outputs(hostile, tmp_path):
             assert CANARY.decode() not in str(exc)
     for f in tmp_path.iterdir():
         assert CANARY not in f.read_bytes()
+
+
+def test_isolated_parsing_matches_in_process(hostile):
+    d, paths = hostile
+    good = d / "_base.sparse.h5"
+    assert sparsecomp.verify(good, isolate=True).to_dict() == sparsecomp.verify(good).to_dict()
+    for name in ("column_out_of_range", "declared_size_bomb", "trailing_data", "soft_link"):
+        case = next(c for c in CASES if c[0] == name)
+        with pytest.raises(case[3]) as e:
+            sparsecomp.verify(paths[name], isolate=True)
+        assert e.value.rule == case[4]
+
+
+def test_isolation_memory_limit(hostile):
+    from sparsecomp import ResourceLimitError
+    from sparsecomp.isolation import run_isolated
+    d, _ = hostile
+    with pytest.raises(ResourceLimitError) as e:
+        run_isolated("verify", d / "_base.sparse.h5", memory_bytes=64 << 20)   # too small for Python + NumPy
+    assert e.value.rule == "limit.memory"
