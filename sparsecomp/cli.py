@@ -56,10 +56,10 @@ def _cmd_pack(args) -> int:
 
 
 def _cmd_unpack(args) -> int:
-    from .container import _Reader, unpack
+    from .container import _Reader, text, unpack
     src = Path(args.input)
     with _Reader(src) as r:
-        source_name, kind = str(r.root_attrs.get("source_name", "")), r.kind
+        source_name, kind = text(r.root_attrs.get("source_name")) or "", r.kind
     out = Path(args.output) if args.output else _default_unpacked_name(src, source_name, kind)
     if out.exists() and not args.force:
         print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
@@ -71,7 +71,8 @@ def _cmd_unpack(args) -> int:
 
 def _cmd_inspect(args) -> int:
     from .container import inspect
-    report = inspect(args.file, baseline=not (args.no_baseline or args.isolate), isolate=args.isolate,
+    isolate = not args.in_process
+    report = inspect(args.file, baseline=not (args.no_baseline or isolate), isolate=isolate,
                      progress=Progress("inspect", enabled=args.progress))
     print(report.to_json() if args.json else report.format_table())
     return 0
@@ -79,7 +80,7 @@ def _cmd_inspect(args) -> int:
 
 def _cmd_verify(args) -> int:
     from .container import verify
-    report = verify(args.file, isolate=args.isolate, progress=Progress("verify", enabled=args.progress))
+    report = verify(args.file, isolate=not args.in_process, progress=Progress("verify", enabled=args.progress))
     t = report.totals()
     print(f"OK: {args.file}: {t['tensors']} tensors, {t['params']:,} parameters, every CSR invariant "
           "and SHA-256 checksum verified")
@@ -120,13 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--no-baseline", action="store_true",
                    help="skip measuring the size of Keras' own dense file of the same model")
-    s.add_argument("--isolate", action="store_true", help="parse in a child process with memory and time limits")
+    s.add_argument("--in-process", action="store_true",
+                   help="parse in this process (default: a child process with memory and time limits, "
+                        "which a hostile file cannot crash or hang); needed for the Keras-size baseline")
     _progress_flag(s)
     s.set_defaults(func=_cmd_inspect)
 
     s = sub.add_parser("verify", help="full validation: structure, CSR invariants, checksums")
     s.add_argument("file")
-    s.add_argument("--isolate", action="store_true", help="parse in a child process with memory and time limits")
+    s.add_argument("--in-process", action="store_true",
+                   help="parse in this process (default: an isolated child process with memory and time limits)")
     _progress_flag(s)
     s.set_defaults(func=_cmd_verify)
 

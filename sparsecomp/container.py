@@ -93,6 +93,41 @@ class Limits:
 
 
 # --------------------------------------------------------------------------------------------
+# Wrapping every failure of h5py / libhdf5 / NumPy on bad input
+# --------------------------------------------------------------------------------------------
+
+_LIB_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, EOFError, OverflowError,
+               UnicodeDecodeError, zipfile.BadZipFile)
+
+
+def _wrap(exc: BaseException, file) -> SparseCompError:
+    if isinstance(exc, MemoryError):
+        return ResourceLimitError("out of memory while reading", rule="limit.memory", file=file)
+    return CorruptFileError(f"unreadable structure ({type(exc).__name__}: {exc})", rule="h5.read", file=file)
+
+
+def guarded(fn):
+    """Decorator for public entry points: errors from the libraries on bad input become ours.
+
+    A ``SparseCompError`` (including ``BadArgumentError``, also a ``ValueError``) passes unchanged;
+    anything h5py, libhdf5, NumPy or zipfile raise on a malformed file becomes a
+    ``CorruptFileError`` with rule ``h5.read`` (``MemoryError``: ``ResourceLimitError``), naming
+    the file. The fuzzers check that nothing else escapes.
+    """
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return fn(path, *args, **kwargs)
+        except SparseCompError:
+            raise
+        except (MemoryError, *_LIB_ERRORS) as exc:
+            raise _wrap(exc, path) from None
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------------
 # Atomic output
 # --------------------------------------------------------------------------------------------
 
@@ -164,6 +199,28 @@ def atomic_output(dst):
 # --------------------------------------------------------------------------------------------
 # Structural checks shared by the source reader (pack) and our own reader
 # --------------------------------------------------------------------------------------------
+
+def fixed(text: str) -> np.bytes_:
+    """A fixed-length UTF-8 string attribute value.
+
+    The format writes every string attribute of its own fixed-length: such values live in the
+    object header, not in HDF5's global heap, whose corrupted references can stall libhdf5.
+    """
+    return np.bytes_(str(text).encode("utf-8"))
+
+
+def text(value) -> str | None:
+    """An attribute value as ``str`` (fixed-length strings come back from h5py as ``bytes``)."""
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value
+    return None
+
+
+_ROOT_RESERVED = ("format", "format_version", "writer", "kind", "source_name", "source_bytes", "min_ratio",
+                  "optimizer_dropped", "keras_version")
+
 
 def _is_string_dtype(dt: np.dtype) -> bool:
     return h5py.check_string_dtype(dt) is not None
@@ -261,8 +318,12 @@ class _Checker:
                 self.fail(UnsupportedFormatError, "member is neither group nor dataset", "h5.kind", child)
             yield name, child, obj
 
-    def attrs(self, obj, path: str):
-        """Check and return the object's attributes as ``[(name, value, dtype, shape)]``."""
+    def attrs(self, obj, path: str, reserved=()):
+        """Check and return the object's attributes as ``[(name, value, dtype, shape)]``.
+
+        Attributes named in ``reserved`` or with the format's prefix must be fixed-length values
+        (checked from the type, before the value is read).
+        """
         out = []
         try:
             names = list(obj.attrs.keys())
@@ -278,6 +339,10 @@ class _Checker:
                             and _is_string_dtype(h5py.check_vlen_dtype(dt)))):
                     self.fail(UnsupportedFormatError, f"attribute {name!r} has unsupported type {dt}",
                               "h5.attr.dtype", path)
+                if (name.startswith(PREFIX) or name in reserved) and (h5py.check_vlen_dtype(dt) is not None
+                                 or (_is_string_dtype(dt) and h5py.check_string_dtype(dt).length is None)):
+                    self.fail(CorruptFileError, f"attribute {name!r} must be a fixed-length value",
+                              "h5.attr.vlen", path)
                 if _attr_storage(aid) > self.limits.max_attribute_bytes:
                     self.fail(ResourceLimitError, f"attribute {name!r} is larger than "
                               f"{self.limits.max_attribute_bytes} bytes", "limit.attribute", path)
@@ -339,7 +404,10 @@ class _Checker:
 
     def read(self, dset, path: str) -> np.ndarray:
         try:
-            return dset[()]
+            value = dset[()]
+            # h5py returns NumPy *scalars* for 0-d datasets: make them 0-d arrays so that every
+            # check below (dtype, shape, checksum) applies to them too
+            return np.asarray(value) if isinstance(value, np.generic) else value
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
             self.fail(CorruptFileError, f"cannot read data: {exc}", "h5.read", path)
 
@@ -483,10 +551,10 @@ class _TreeWriter:
             rows, cols = view_shape_2d(array.shape)
             g = group.create_group(name)
             _copy_attrs(attrs, g)
-            g.attrs["sparsecomp.encoding"] = "csr"
+            g.attrs["sparsecomp.encoding"] = fixed("csr")
             g.attrs["sparsecomp.shape"] = np.asarray(array.shape, dtype=np.int64)
-            g.attrs["sparsecomp.dtype"] = array.dtype.str
-            g.attrs["sparsecomp.sha256"] = digest
+            g.attrs["sparsecomp.dtype"] = fixed(array.dtype.str)
+            g.attrs["sparsecomp.sha256"] = fixed(digest)
             data = g.create_dataset("data", shape=(nnz,), dtype=array.dtype, track_times=False)
             indices = g.create_dataset("indices", shape=(nnz,), dtype=np.dtype(check.index_dtype),
                                        track_times=False)
@@ -503,7 +571,7 @@ class _TreeWriter:
         else:
             d = group.create_dataset(name, data=array, track_times=False)
             _copy_attrs(attrs, d)
-            d.attrs["sparsecomp.sha256"] = digest
+            d.attrs["sparsecomp.sha256"] = fixed(digest)
         self.records.append(TensorRecord(
             path=path, layer=layer, category=category, shape=tuple(array.shape),
             dtype=array.dtype.str, nnz=nnz, encoding=check.encoding,
@@ -574,7 +642,7 @@ def _pack_tree(src_root: h5py.Group, dst_root: h5py.Group, checker: _Checker, wr
                                            file=checker.file, member=child) from None
                 if obj.dtype.kind in "biuf" and obj.shape is not None:
                     array = checker.read(obj, child)
-                    dst[name].attrs["sparsecomp.sha256"] = tensor_digest(array)
+                    dst[name].attrs["sparsecomp.sha256"] = fixed(tensor_digest(array))
                     writer.record_verbatim(array, child, layer=_layer_label(child, vars_name),
                                            category=_category(child))
                 writer._tick(child)
@@ -624,7 +692,7 @@ def _zip_members(zf: zipfile.ZipFile, path, limits: Limits):
 
 def _write_files_group(out: h5py.File, members: list[dict], blobs: dict[str, bytes]) -> None:
     g = out.create_group("files")
-    g.attrs["members"] = json.dumps(members)
+    g.attrs["members"] = fixed(json.dumps(members))
     for i, m in enumerate(members):
         if not m.get("tree") and not m["name"].endswith("/"):
             g.create_dataset(f"{i:05d}", data=np.frombuffer(blobs[m["name"]], dtype=np.uint8),
@@ -633,16 +701,17 @@ def _write_files_group(out: h5py.File, members: list[dict], blobs: dict[str, byt
 
 def _root_attrs(out: h5py.File, kind: str, source_name: str, source_bytes: int | None,
                 min_ratio: float, drop_optimizer: bool) -> None:
-    out.attrs["format"] = FORMAT
+    out.attrs["format"] = fixed(FORMAT)
     out.attrs["format_version"] = FORMAT_VERSION
-    out.attrs["writer"] = f"sparsecomp {__version__}"
-    out.attrs["kind"] = kind
-    out.attrs["source_name"] = source_name
+    out.attrs["writer"] = fixed(f"sparsecomp {__version__}")
+    out.attrs["kind"] = fixed(kind)
+    out.attrs["source_name"] = fixed(source_name)
     out.attrs["source_bytes"] = -1 if source_bytes is None else int(source_bytes)
     out.attrs["min_ratio"] = float(min_ratio)
     out.attrs["optimizer_dropped"] = bool(drop_optimizer)
 
 
+@guarded
 def pack(src, dst, *, min_ratio: float = 1.0, drop_optimizer: bool = False,
          limits: Limits | None = None, progress=None) -> StorageReport:
     """Write the checkpoint ``src`` as a ``.sparse.h5`` file at ``dst``.
@@ -745,8 +814,8 @@ class _Reader:
         self.h5 = _open_h5(self.path, self.path)
         self.checker = _Checker(self.limits, self.path)
         try:
-            root = dict((a[0], a[1]) for a in self.checker.attrs(self.h5, "/"))
-            if root.get("format") != FORMAT:
+            root = dict((a[0], a[1]) for a in self.checker.attrs(self.h5, "/", reserved=_ROOT_RESERVED))
+            if text(root.get("format")) != FORMAT:
                 raise UnsupportedFormatError("not a sparsecomp file (no format tag)", rule="format.tag",
                                              file=self.path)
             version = root.get("format_version")
@@ -754,7 +823,7 @@ class _Reader:
                 raise UnsupportedFormatError(f"format_version {version!r} is not supported (this "
                                              f"library reads version {FORMAT_VERSION})",
                                              rule="format.version", file=self.path)
-            self.kind = root.get("kind")
+            self.kind = text(root.get("kind"))
             if self.kind not in KINDS:
                 raise UnsupportedFormatError(f"unknown kind {self.kind!r}", rule="format.kind",
                                              file=self.path)
@@ -825,7 +894,7 @@ class _Reader:
             return [], None
         g = self.h5["files"]
         try:
-            members = json.loads(g.attrs["members"])
+            members = json.loads(text(dict((a[0], a[1]) for a in self.checker.attrs(g, "files", reserved=("members",))).get("members")) or "")
         except (KeyError, ValueError, TypeError, OSError):
             members = None
         if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
@@ -855,10 +924,10 @@ class _Reader:
             shape = tuple(node.shape or ())
             return shape, np.dtype(node.dtype), None, "dense"
         fail = lambda msg, rule: self.checker.fail(InvalidTensorError, msg, rule, path)  # noqa: E731
-        if adict.get("sparsecomp.encoding") != "csr":
+        if text(adict.get("sparsecomp.encoding")) != "csr":
             fail(f"unknown encoding {adict.get('sparsecomp.encoding')!r}", "tensor.encoding")
         try:
-            dtype = np.dtype(str(adict.get("sparsecomp.dtype")))
+            dtype = np.dtype(str(text(adict.get("sparsecomp.dtype"))))
         except TypeError:
             fail("bad dtype attribute", "tensor.dtype")
         if dtype not in FLOAT_DTYPES:
@@ -922,8 +991,7 @@ class _Reader:
             expected = adict.get("sparsecomp.sha256")
             if expected is None:
                 self.checker.fail(InvalidTensorError, "tensor has no checksum", "tensor.checksum.missing", path)
-            if isinstance(expected, bytes):
-                expected = expected.decode("ascii", "replace")
+            expected = text(expected)
             if tensor_digest(array) != expected:
                 self.checker.fail(InvalidTensorError, "SHA-256 mismatch: the stored tensor was altered",
                                   "tensor.checksum", path)
@@ -931,14 +999,22 @@ class _Reader:
 
 
 def read_tensors(path, *, limits: Limits | None = None, verify: bool = True):
-    """Yield ``(member_path, array)`` for every numeric tensor in a sparsecomp file, decoded."""
-    with _Reader(path, limits) as r:
-        for p, node, kind, attrs in r.walk():
-            if kind == "group":
-                continue
-            if kind == "dataset" and (node.shape is None or node.dtype.kind not in "biuf"):
-                continue
-            yield p, r.read_tensor(node, kind, attrs, p, verify=verify)
+    """Yield ``(member_path, array)`` for every numeric tensor in a sparsecomp file, decoded.
+
+    The whole file's headers and budget are checked before the first tensor is decoded.
+    """
+    try:
+        with _Reader(path, limits) as r:
+            for p, node, kind, attrs in r.preflight():
+                if kind == "group":
+                    continue
+                if kind == "dataset" and (node.shape is None or node.dtype.kind not in "biuf"):
+                    continue
+                yield p, r.read_tensor(node, kind, attrs, p, verify=verify)
+    except SparseCompError:
+        raise
+    except (MemoryError, *_LIB_ERRORS) as exc:
+        raise _wrap(exc, path) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -975,6 +1051,7 @@ def _unpack_tree(r: _Reader, out_root: h5py.Group, progress=None) -> None:
             progress(done, total, path)
 
 
+@guarded
 def unpack(src, dst, *, limits: Limits | None = None, progress=None) -> Path:
     """Write the original checkpoint back from a ``.sparse.h5`` file.
 
@@ -1080,6 +1157,7 @@ def _records(r: _Reader, *, decode: bool, progress=None) -> list[TensorRecord]:
     return records
 
 
+@guarded
 def keras_baseline_bytes(path, *, limits: Limits | None = None) -> int:
     """Size of Keras' own dense file of the same model, without optimizer state.
 
@@ -1127,6 +1205,7 @@ def _strip_optimizer(h5path: Path) -> None:
     os.replace(tmp, h5path)
 
 
+@guarded
 def inspect(path, *, baseline: bool = True, limits: Limits | None = None, progress=None,
             isolate: bool = False) -> StorageReport:
     """Report where the bytes of a ``.sparse.h5`` file go.
@@ -1155,6 +1234,7 @@ def inspect(path, *, baseline: bool = True, limits: Limits | None = None, progre
                          keras_bytes=keras_bytes, records=records, optimizer_dropped=dropped)
 
 
+@guarded
 def verify(path, *, limits: Limits | None = None, progress=None, isolate: bool = False) -> StorageReport:
     """Fully validate a ``.sparse.h5`` file: structure, every CSR invariant, every checksum.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .container import (Limits, _Reader, _root_attrs, _TreeWriter,
+from .container import (Limits, _Reader, fixed, guarded, text, _root_attrs, _TreeWriter,
                         _write_files_group, atomic_output, unpack)
 from .csr import check_min_ratio
 from .errors import BadArgumentError, CorruptFileError, SparseCompError, UnsafeModelError, WeightMismatchError
@@ -83,18 +83,18 @@ def save(model, path, *, min_ratio: float = 1.0, include_optimizer: bool = False
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as out:
             _root_attrs(out, "model", model.name, None, min_ratio, not include_optimizer)
-            out.attrs["keras_version"] = keras.__version__
+            out.attrs["keras_version"] = fixed(keras.__version__)
             tree = out.create_group("tree")
             for layer in layers:
                 g = tree.create_group(layer.name)
                 for k, v in enumerate(layer.weights):
                     writer.write(g, str(k), _to_numpy(v), f"{layer.name}/{k}", layer=layer.name,
-                                 category="weights", attrs=[("name", v.path, h5py.string_dtype(), ())])
+                                 category="weights", attrs=[("name", fixed(v.path), None, None)])
             if opt_vars:
                 g = out.create_group("optimizer")
                 for k, v in enumerate(opt_vars):
                     writer.write(g, str(k), _to_numpy(v), f"optimizer/{k}", layer="optimizer",
-                                 category="optimizer", attrs=[("name", v.path, h5py.string_dtype(), ())])
+                                 category="optimizer", attrs=[("name", fixed(v.path), None, None)])
             _write_files_group(out, [{"name": "config.json", "compress_type": 0, "tree": False}],
                                {"config.json": config})
     return StorageReport(file=str(path), kind="model", file_bytes=path.stat().st_size,
@@ -205,6 +205,7 @@ def _set_model_weights(r: _Reader, model, *, restore_optimizer: bool) -> None:
             var.assign(arr)
 
 
+@guarded
 def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True, compile: bool = True,
          allow_legacy: bool = False, limits: Limits | None = None):
     """Rebuild a ``keras.Model`` from a ``.sparse.h5`` file, weights bit-identical.
@@ -279,7 +280,7 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
                 raise BadArgumentError("this checkpoint holds weights only; pass architecture="
                                        "'module:function' to rebuild the model", rule="argument.architecture",
                                        file=path)
-        source_name = str(r.root_attrs.get("source_name", ""))
+        source_name = text(r.root_attrs.get("source_name")) or ""
     suffix = ".keras" if kind == "keras" else (".weights.h5" if source_name.endswith(".weights.h5") else ".h5")
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td) / f"checkpoint{suffix}"

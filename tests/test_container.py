@@ -155,7 +155,7 @@ def packed(keras_files, tmp_path):
 def first_csr(f):
     found = []
     f["tree"].visititems(lambda n, o: found.append(o.name) if isinstance(o, h5py.Group)
-                         and o.attrs.get("sparsecomp.encoding") == "csr" else None)
+                         and o.attrs.get("sparsecomp.encoding") == b"csr" else None)
     return f[found[0]]
 
 
@@ -338,3 +338,17 @@ def test_saving_twice_gives_identical_bytes(keras_files, tmp_path):
     sparsecomp.save(m, tmp_path / "c.sparse.h5")
     sparsecomp.save(m, tmp_path / "d.sparse.h5")
     assert (tmp_path / "c.sparse.h5").read_bytes() == (tmp_path / "d.sparse.h5").read_bytes()
+
+
+def test_scalar_tensors_are_checksummed_too(tmp_path, rng):
+    """Found by the fuzzer: a scalar's checksum was skipped (h5py returns NumPy scalars)."""
+    src = keras2_layout(tmp_path / "k2.h5", rng)
+    p = tmp_path / "k2.sparse.h5"
+    sparsecomp.pack(src, p)
+    with h5py.File(p, "r+") as f:
+        d = f["tree/optimizer_weights/Adam/iterations:0"]
+        assert d.shape == ()
+        d[()] = 101                      # the iteration counter altered, checksum left as it was
+    with pytest.raises(InvalidTensorError) as e:
+        sparsecomp.verify(p)
+    assert e.value.rule == "tensor.checksum" and e.value.member.endswith("iterations:0")

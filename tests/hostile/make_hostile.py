@@ -102,10 +102,10 @@ def _cumulative(f, _work):
     g = f["tree"].create_group("many")
     for i in range(8):
         t = g.create_group(str(i))
-        t.attrs["sparsecomp.encoding"] = "csr"
+        t.attrs["sparsecomp.encoding"] = np.bytes_(b"csr")
         t.attrs["sparsecomp.shape"] = np.array([1, 196608], np.int64)
-        t.attrs["sparsecomp.dtype"] = "<f4"
-        t.attrs["sparsecomp.sha256"] = "0" * 64
+        t.attrs["sparsecomp.dtype"] = np.bytes_(b"<f4")
+        t.attrs["sparsecomp.sha256"] = np.bytes_(b"0" * 64)
         t.create_dataset("data", data=np.zeros(0, "<f4"))
         t.create_dataset("indices", data=np.zeros(0, "<u4"))
         t.create_dataset("indptr", data=np.zeros(2, "<u1"))
@@ -150,12 +150,12 @@ def _shape_mismatch(base, out, work):
         d = g.create_dataset("0", data=arr)
         for k, v in attrs.items():
             d.attrs[k] = v
-        d.attrs["sparsecomp.sha256"] = sparsecomp.csr.tensor_digest(arr)
+        d.attrs["sparsecomp.sha256"] = np.bytes_(sparsecomp.csr.tensor_digest(arr).encode())
 
 
 def _unallocated(f, _work):
     d = f["tree"].create_dataset("hollow", shape=(1000,), dtype="<f4")   # declared, never written
-    d.attrs["sparsecomp.sha256"] = sparsecomp.csr.tensor_digest(np.zeros(1000, "<f4"))
+    d.attrs["sparsecomp.sha256"] = np.bytes_(sparsecomp.csr.tensor_digest(np.zeros(1000, "<f4")).encode())
 
 
 def _deep(f, _work):
@@ -186,12 +186,13 @@ CASES = [
     ("truncated_header", _raw(lambda b, w: b[:40]), "verify", UnsupportedFormatError, "file.superblock", None),
     ("trailing_data", _raw(lambda b, w: b + b"PK\x03\x04" + b"\0" * 100), "verify", CorruptFileError, "file.trailing", None),
     ("userblock_polyglot", _raw(lambda b, w: b"PK\x03\x04" + b"\0" * 508 + b), "verify", CorruptFileError, "file.signature", None),
-    ("bad_tag", _edit(lambda f, w: f.attrs.__setitem__("format", "safetensors")), "verify", UnsupportedFormatError, "format.tag", None),
+    ("bad_tag", _edit(lambda f, w: f.attrs.__setitem__("format", np.bytes_(b"safetensors"))), "verify", UnsupportedFormatError, "format.tag", None),
     ("bad_version", _edit(lambda f, w: f.attrs.__setitem__("format_version", 2)), "verify", UnsupportedFormatError, "format.version", None),
-    ("bad_version_type", _edit(lambda f, w: f.attrs.__setitem__("format_version", "1")), "verify", UnsupportedFormatError, "format.version", None),
-    ("bad_kind", _edit(lambda f, w: f.attrs.__setitem__("kind", "pickle")), "verify", UnsupportedFormatError, "format.kind", None),
+    ("bad_version_type", _edit(lambda f, w: f.attrs.__setitem__("format_version", np.bytes_(b"1"))), "verify", UnsupportedFormatError, "format.version", None),
+    ("vlen_reserved_attribute", _edit(lambda f, w: f.attrs.__setitem__("format", "sparsecomp")), "verify", CorruptFileError, "h5.attr.vlen", None),
+    ("bad_kind", _edit(lambda f, w: f.attrs.__setitem__("kind", np.bytes_(b"pickle"))), "verify", UnsupportedFormatError, "format.kind", None),
     ("missing_tree", _edit(lambda f, w: f.move("tree", "elsewhere")), "verify", CorruptFileError, "format.tree", None),
-    ("checksum_mismatch", _edit(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.sha256", "0" * 64)), "verify", InvalidTensorError, "tensor.checksum", None),
+    ("checksum_mismatch", _edit(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.sha256", np.bytes_(b"0" * 64))), "verify", InvalidTensorError, "tensor.checksum", None),
     ("checksum_missing", _edit(lambda f, w: f["tree/layers/dense/vars/1"].attrs.__delitem__("sparsecomp.sha256")), "verify", InvalidTensorError, "tensor.checksum.missing", None),
     ("csr_member_missing", _edit(lambda f, w: _csr(f).__delitem__("indptr")), "verify", InvalidTensorError, "csr.members", None),
     ("csr_member_extra", _edit(lambda f, w: _csr(f).create_dataset("evil", data=np.zeros(3))), "verify", InvalidTensorError, "csr.members", None),
@@ -205,7 +206,7 @@ CASES = [
     ("hostile_name", _edit(lambda f, w: f["tree"].create_group("a\x1b[2Jb")), "verify", CorruptFileError, "h5.name", None),
     ("data_dtype_string", _edit(lambda f, w: _replace(_csr(f), "data", np.array([b"x"] * _csr(f)["data"].shape[0]))), "verify", InvalidTensorError, "tensor.dtype", None),
     ("data_dtype_int", _edit(lambda f, w: _replace(_csr(f), "data", np.zeros(_csr(f)["data"].shape[0], "<i4"))), "verify", InvalidTensorError, "csr.data.dtype", None),
-    ("dtype_attr_not_float", _edit(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.dtype", "|O")), "verify", InvalidTensorError, "tensor.dtype", None),
+    ("dtype_attr_not_float", _edit(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.dtype", np.bytes_(b"|O"))), "verify", InvalidTensorError, "tensor.dtype", None),
     ("big_endian", _edit(lambda f, w: _replace(f["tree/layers/dense/vars"], "1", f["tree/layers/dense/vars/1"][()].astype(">f4"))), "verify", InvalidTensorError, "tensor.dtype", None),
     ("index_dtype_too_narrow", _edit(lambda f, w: _set_indptr(f, lambda p: p) or _replace(_csr(f), "indptr", (_csr(f)["indptr"][()] % 256).astype("<u1"))), "verify", InvalidTensorError, "csr.index.dtype", None),
     ("index_dtype_signed", _edit(lambda f, w: _replace(_csr(f), "indices", _csr(f)["indices"][()].astype("<i4"))), "verify", InvalidTensorError, "csr.index.dtype", None),
