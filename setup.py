@@ -25,7 +25,7 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "atheris>=2.3; platform_system == 'Linux'"],
         "bench": ["psutil>=5"],
     },
     entry_points={"console_scripts": ["sparsecomp=sparsecomp.cli:main"]},

@@ -32,10 +32,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 DEFAULTS = {   # the schedules the figures in RESULTS.md were produced with
-    "lenet5": dict(q0=0.5, step=0.1, max_q=6.0, max_drop=0.002, epochs=1, recovery_epochs=2,
-                   learning_rate=1e-4, train_epochs=12),
-    "lenet_300_100": dict(q0=0.5, step=0.1, max_q=6.0, max_drop=0.002, epochs=1, recovery_epochs=2,
-                          learning_rate=1e-4, train_epochs=20),
+    "lenet5": dict(q0=0.5, step=0.3, min_step=0.075, max_q=10.0, max_drop=0.002, epochs=2, recovery_epochs=4,
+                   learning_rate=5e-4, train_epochs=12),
+    "lenet_300_100": dict(q0=0.5, step=0.3, min_step=0.075, max_q=10.0, max_drop=0.002, epochs=2,
+                          recovery_epochs=8, learning_rate=5e-4, train_epochs=20),
 }
 
 

@@ -231,6 +231,22 @@ def _numeric_ok(dt: np.dtype) -> bool:
         and h5py.check_vlen_dtype(dt) is None and h5py.check_enum_dtype(dt) is None
 
 
+def _utf8_ok(value) -> bool:
+    """Whether a str (or every str in an object array) is valid Unicode that encodes as UTF-8.
+
+    h5py hands invalid UTF-8 over as surrogate escapes, which no writer can store back.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return all(_utf8_ok(v) for v in value.flat)
+    return True
+
+
 def _attr_storage(aid) -> int:
     """Stored size of an attribute; libhdf5 reports an empty one as an error (size 0)."""
     try:
@@ -276,7 +292,7 @@ class _Checker:
 
     def name(self, name: str, path: str):
         if not name or len(name) > self.limits.max_name_length or not _NAME_OK.match(name) \
-                or name in (".", ".."):
+                or name in (".", "..") or not _utf8_ok(name):
             self.fail(CorruptFileError, f"unacceptable member name {name[:80]!r}", "h5.name", path)
 
     def children(self, group, path: str, *, dedupe: bool = True):
@@ -289,6 +305,8 @@ class _Checker:
             names = sorted(group.keys(), key=_natural_key)
         except (OSError, RuntimeError, KeyError, ValueError) as exc:
             self.fail(CorruptFileError, f"cannot list group: {exc}", "h5.read", path)
+        if len(set(names)) != len(names):
+            self.fail(CorruptFileError, "a group lists the same member name twice", "h5.name.duplicate", path)
         for name in names:
             child = f"{path}/{name}" if path else name
             self.name(name, child)
@@ -346,7 +364,10 @@ class _Checker:
                 if _attr_storage(aid) > self.limits.max_attribute_bytes:
                     self.fail(ResourceLimitError, f"attribute {name!r} is larger than "
                               f"{self.limits.max_attribute_bytes} bytes", "limit.attribute", path)
-                out.append((name, obj.attrs[name], dt, aid.shape))
+                value = obj.attrs[name]
+                if not _utf8_ok(value):
+                    self.fail(CorruptFileError, f"attribute {name!r} holds invalid UTF-8", "h5.attr.encoding", path)
+                out.append((name, value, dt, aid.shape))
         except SparseCompError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
