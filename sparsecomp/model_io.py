@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .container import (Limits, _Reader, fixed, guarded, text, _root_attrs, _TreeWriter,
+from .container import (Limits, _Reader, fixed, guarded, new_file, new_group, text, _root_attrs, _TreeWriter,
                         _write_files_group, atomic_output, unpack)
 from .csr import check_min_ratio
 from .errors import BadArgumentError, CorruptFileError, SparseCompError, UnsafeModelError, WeightMismatchError
@@ -81,17 +81,17 @@ def save(model, path, *, min_ratio: float = 1.0, include_optimizer: bool = False
     total = sum(len(layer.weights) for layer in layers) + len(opt_vars)
     writer = _TreeWriter(min_ratio, Limits(), path, progress, total)
     with atomic_output(path) as tmp:
-        with h5py.File(tmp, "w") as out:
+        with new_file(tmp) as out:
             _root_attrs(out, "model", model.name, None, min_ratio, not include_optimizer)
             out.attrs["keras_version"] = fixed(keras.__version__)
-            tree = out.create_group("tree")
+            tree = new_group(out, "tree")
             for layer in layers:
-                g = tree.create_group(layer.name)
+                g = new_group(tree, layer.name)
                 for k, v in enumerate(layer.weights):
                     writer.write(g, str(k), _to_numpy(v), f"{layer.name}/{k}", layer=layer.name,
                                  category="weights", attrs=[("name", fixed(v.path), None, None)])
             if opt_vars:
-                g = out.create_group("optimizer")
+                g = new_group(out, "optimizer")
                 for k, v in enumerate(opt_vars):
                     writer.write(g, str(k), _to_numpy(v), f"optimizer/{k}", layer="optimizer",
                                  category="optimizer", attrs=[("name", fixed(v.path), None, None)])
