@@ -103,6 +103,7 @@ class Limits:
     max_total_bytes: int = field(default_factory=_default_budget)
     max_members: int = 1_000_000
     max_rank: int = 8
+    max_dim: int = 1 << 40
     max_attributes: int = 4096
     max_attribute_bytes: int = 16 << 20
     max_name_length: int = 1024
@@ -112,7 +113,7 @@ class Limits:
 
     def __post_init__(self):
         for name in ("max_file_bytes", "max_tensor_bytes", "max_total_bytes", "max_members",
-                     "max_rank", "max_attributes", "max_attribute_bytes", "max_name_length",
+                     "max_rank", "max_dim", "max_attributes", "max_attribute_bytes", "max_name_length",
                      "max_compression_ratio", "max_extra_file_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -428,6 +429,9 @@ class _Checker:
             self.fail(UnsupportedFormatError, f"dataset dtype {dt} is not supported", "h5.dtype", path)
         if len(shape) > self.limits.max_rank:
             self.fail(ResourceLimitError, f"rank {len(shape)} exceeds {self.limits.max_rank}", "limit.rank", path)
+        if any(int(d) > self.limits.max_dim for d in shape):
+            self.fail(ResourceLimitError, f"a dimension of {tuple(shape)} exceeds {self.limits.max_dim}",
+                      "limit.dim", path)
         for f in filters:
             if f not in _ALLOWED_FILTERS:
                 self.fail(UnsupportedFormatError, f"HDF5 filter {f} is not allowed", "h5.filter", path)
@@ -988,6 +992,9 @@ class _Reader:
                 self.limits.max_rank or np.any(shape_attr < 0):
             fail(f"bad shape attribute {shape_attr.tolist()!r}", "tensor.shape")
         shape = tuple(int(d) for d in shape_attr)
+        if any(d > self.limits.max_dim for d in shape):
+            self.checker.fail(ResourceLimitError, f"a dimension of {shape} exceeds {self.limits.max_dim}",
+                              "limit.dim", path)
         nbytes = _nbytes(shape, dtype.itemsize)
         if nbytes > self.limits.max_tensor_bytes:
             self.checker.fail(ResourceLimitError, f"declares {nbytes} bytes, over the per-tensor limit",

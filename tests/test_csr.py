@@ -148,3 +148,38 @@ def test_property_round_trip(shape, dtype, density, seed):
     validate_csr(data, indices, indptr, a.shape)
     assert csr_to_dense(data, indices, indptr, a.shape, a.dtype).tobytes() == a.tobytes()
     assert len(data) == count_nonzero(a) <= math.prod(shape)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.floats(0.05, 1), st.integers(0, 2**31 - 1), st.integers(0, 6))
+def test_property_any_single_violation_is_caught(rows, cols, density, seed, which):
+    """Break exactly one invariant of a valid CSR encoding: validation always refuses it."""
+    rng = np.random.default_rng(seed)
+    a = sparse_tensor(rng, (rows, cols), "float32", density)
+    if not np.count_nonzero(a):
+        a[rng.integers(rows), rng.integers(cols)] = 1
+    d, i, p = to_csr(a)
+    i, p = i.astype(np.int64), p.astype(np.int64)
+    nnz = len(d)
+    if which == 0:
+        p = p[:-1]                                  # indptr length
+    elif which == 1:
+        p = p.copy(); p[0] = 1                      # indptr start
+    elif which == 2:
+        p = p.copy(); p[-1] = nnz + 1               # indptr end
+    elif which == 3:
+        i = i.copy(); i[rng.integers(nnz)] = cols + int(rng.integers(0, 5))   # column out of range
+    elif which == 4:
+        i = i[:-1]                                  # nnz mismatch
+    elif which == 5:
+        k = int(rng.integers(1, len(p) - 1)) if len(p) > 2 else 1
+        p = p.copy(); p[k] = p[-1] + 1              # indptr not monotonic
+    else:
+        row = int(np.argmax(np.diff(p) >= 1))       # a duplicate or reversed column within a row
+        s = int(p[row])
+        if p[row + 1] - s >= 2:
+            i = i.copy(); i[s + 1] = i[s]
+        else:
+            i = i.copy(); i[s] = cols              # a row with one entry: break its range instead
+    with pytest.raises(InvalidTensorError):
+        validate_csr(d, i, p, a.shape)
