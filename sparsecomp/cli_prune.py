@@ -63,7 +63,7 @@ class _StepPrinter:
 
 def _prune_kwargs(args):
     kw = dict(groups=_groups(args.groups), q0=args.q0, step=args.step, max_q=args.max_q, min_step=args.min_step,
-              max_drop=args.max_drop,
+              max_drop=args.max_drop, target_sparsity=args.target_sparsity,
               epochs=args.epochs, recovery_epochs=args.recovery_epochs, batch_size=args.batch_size, learning_rate=args.lr, one_shot=args.one_shot,
               validation_split=args.validation_split)
     if args.q is not None:
@@ -119,6 +119,8 @@ def _common(p, progress_flag):
     p.add_argument("--min-step", type=float, default=None,
                    help="after a reverted step, retry with half the step until it is below this (default: stop)")
     p.add_argument("--max-drop", type=float, default=0.002, help="allowed fall of validation accuracy (0.002 = 0.2 points)")
+    p.add_argument("--target-sparsity", type=float, default=None,
+                   help="stop once this fraction of all kernel weights is zero (default: as far as accuracy allows)")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs after each step")
     p.add_argument("--recovery-epochs", type=int, default=2,
                    help="extra epochs a step may use to recover before it is reverted")

@@ -250,7 +250,7 @@ def _dropouts_before(graph: LayerGraph, layer_name: str) -> list[str]:
 
 def prune(model, data, *, validation_data=None, validation_split: float = 0.1, groups="auto",
           q0: float = 0.5, step: float = 0.1, max_q: float = 6.0, min_step: float | None = None,
-          max_drop: float = 0.002,
+          max_drop: float = 0.002, target_sparsity: float | None = None,
           epochs: int = 1, recovery_epochs: int = 2, batch_size: int = 128, metric: str = "accuracy", one_shot: bool = False,
           q: float | None = None, optimizer=None, loss=None, metrics=None, learning_rate=None,
           rescale_dropout: bool = True, progress=None):
@@ -270,6 +270,9 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
             below ``min_step``.
         max_drop: largest allowed fall of the validation ``metric`` below the dense baseline
             (absolute: 0.002 is 0.2 accuracy points).
+        target_sparsity: stop the whole schedule once this fraction of all prunable kernels'
+            weights is zero (``None``: prune as far as accuracy allows). A compression target
+            such as "50x fewer non-zeros" translates into it before any run.
         epochs: fine-tuning epochs after each pruning step.
         recovery_epochs: when a step's drop exceeds ``max_drop`` after ``epochs``, up to this many
             more epochs are given to recover (checked after each) before the step is reverted.
@@ -287,10 +290,14 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
         raise BadArgumentError(f"`model` must be a keras.Model. Received: {type(model).__name__}",
                                rule="argument.model")
     for name, value, lo in (("q0", q0, 0.0), ("step", step, 1e-9), ("max_q", max_q, 0.0),
-                            ("max_drop", max_drop, 0.0), ("min_step", 1.0 if min_step is None else min_step, 1e-9)):
+                            ("max_drop", max_drop, 0.0), ("min_step", 1.0 if min_step is None else min_step, 1e-9),
+                            ("target_sparsity", 0.5 if target_sparsity is None else target_sparsity, 0.0)):
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < lo:
             raise BadArgumentError(f"`{name}` must be a finite number >= {lo}. Received: {name}={value!r}",
                                    rule=f"argument.{name}")
+    if target_sparsity is not None and target_sparsity > 1:
+        raise BadArgumentError(f"`target_sparsity` must be in [0, 1]. Received: {target_sparsity!r}",
+                               rule="argument.target_sparsity")
     for name, value in (("epochs", epochs), ("recovery_epochs", recovery_epochs)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise BadArgumentError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}",
@@ -307,6 +314,7 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
     baseline = trainer.evaluate()
     history = PruneHistory(metric=metric, baseline=baseline, max_drop=max_drop, groups=groups,
                            settings={"q0": q0, "step": step, "max_q": max_q, "min_step": min_step, "epochs": epochs,
+                                     "target_sparsity": target_sparsity,
                                      "recovery_epochs": recovery_epochs,
                                      "batch_size": batch_size, "one_shot": one_shot,
                                      "q": q, "learning_rate": learning_rate})
@@ -333,7 +341,10 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
                         changed = True
         return changed
 
+    reached = False
     for gname, names in groups.items():
+        if reached:
+            break
         for layer in work.layers:
             if layer.weights:
                 layer.trainable = layer.name in names
@@ -388,6 +399,9 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
                 continue
             accepted = (work.get_weights(), masks.snapshot(), {d: work.get_layer(d).rate for d in dropout_base})
             if all(masks.sparsity(n) >= 1.0 for n in names):
+                break
+            if target_sparsity is not None and st.total_sparsity >= target_sparsity:
+                reached = True
                 break
             q_ok = qv
             qv = qv + cur_step

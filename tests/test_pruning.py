@@ -171,3 +171,14 @@ def test_backoff_retries_half_steps(trained, mnist_small):
     # it ends when the next half step would be below min_step
     last_ok = max([s.q for s in hist.steps if s.accepted], default=0.0)
     assert (hist.steps[-1].q - last_ok) / 2 < 0.5 or hist.steps[-1].q >= 12.0 - 1e-9
+
+
+def test_target_sparsity_stops_the_schedule(trained, mnist_small):
+    (x, y), _ = mnist_small
+    _, hist = sparsecomp.prune(trained, (x, y), q0=0.5, step=0.5, max_q=8.0, epochs=1, max_drop=0.05,
+                               target_sparsity=0.6)
+    accepted = [s for s in hist.steps if s.accepted]
+    assert accepted[-1].total_sparsity >= 0.6
+    assert all(s.total_sparsity < 0.6 for s in accepted[:-1])      # it stopped at the first step past it
+    with pytest.raises(BadArgumentError):
+        sparsecomp.prune(trained, (x, y), target_sparsity=1.5)
