@@ -70,10 +70,14 @@ def _cmd_unpack(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from .container import inspect
-    isolate = not args.in_process
-    report = inspect(args.file, baseline=not (args.no_baseline or isolate), isolate=isolate,
-                     progress=Progress("inspect", enabled=args.progress))
+    from .container import inspect, keras_baseline_bytes
+    if args.in_process:
+        report = inspect(args.file, baseline=not args.no_baseline, progress=Progress("inspect", enabled=args.progress))
+    else:
+        # parse in an isolated child first; only a file that passed is opened here for the baseline
+        report = inspect(args.file, isolate=True)
+        if not args.no_baseline:
+            report.keras_bytes = keras_baseline_bytes(args.file)
     print(report.to_json() if args.json else report.format_table())
     return 0
 
@@ -122,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-baseline", action="store_true",
                    help="skip measuring the size of Keras' own dense file of the same model")
     s.add_argument("--in-process", action="store_true",
-                   help="parse in this process (default: a child process with memory and time limits, "
-                        "which a hostile file cannot crash or hang); needed for the Keras-size baseline")
+                   help="parse in this process (default: first in a child process with memory and time "
+                        "limits, which a hostile file cannot crash or hang)")
     _progress_flag(s)
     s.set_defaults(func=_cmd_inspect)
 
