@@ -298,9 +298,10 @@ def _natural_key(name: str):
 class _Checker:
     """Walks HDF5 trees without following anything, enforcing :class:`Limits` as it goes."""
 
-    def __init__(self, limits: Limits, file):
+    def __init__(self, limits: Limits, file, *, no_vlen: bool = False):
         self.limits = limits
         self.file = str(file)
+        self.no_vlen = no_vlen     # our own files hold no variable-length data at all
         self.members = 0
         self.total_bytes = 0
         self.accounted: set = set()
@@ -386,7 +387,7 @@ class _Checker:
                             and _is_string_dtype(h5py.check_vlen_dtype(dt)))):
                     self.fail(UnsupportedFormatError, f"attribute {name!r} has unsupported type {dt}",
                               "h5.attr.dtype", path)
-                if (name.startswith(PREFIX) or name in reserved) and (h5py.check_vlen_dtype(dt) is not None
+                if (self.no_vlen or name.startswith(PREFIX) or name in reserved) and (h5py.check_vlen_dtype(dt) is not None
                                  or (_is_string_dtype(dt) and h5py.check_string_dtype(dt).length is None)):
                     self.fail(CorruptFileError, f"attribute {name!r} must be a fixed-length value",
                               "h5.attr.vlen", path)
@@ -420,6 +421,10 @@ class _Checker:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
             self.fail(CorruptFileError, f"cannot read dataset header: {exc}", "h5.read", path)
+        if self.no_vlen and h5py.check_vlen_dtype(dt) is not None or \
+                self.no_vlen and _vlen_encoding(dt) is not None:
+            self.fail(CorruptFileError, f"variable-length dataset type {dt} (this format stores none)",
+                      "h5.dtype.vlen", path)
         if shape is None:
             return 0   # a null dataspace holds nothing
         if (tensor and not _numeric_ok(dt)) or (dt.kind in "biuf" and dt.byteorder == ">"):
@@ -542,11 +547,77 @@ def _open_h5(source, file) -> h5py.File:
 # Attribute copying that keeps HDF5 types exactly
 # --------------------------------------------------------------------------------------------
 
-def _copy_attrs(items, dst, *, skip_ours: bool = False) -> None:
+VLEN_ATTRS = "sparsecomp.vlen_attrs"     # {attribute name: encoding} of strings stored fixed-length
+VLEN_DATA = "sparsecomp.vlen"            # on a dataset of strings stored fixed-length: its encoding
+
+
+def _vlen_encoding(dt) -> str | None:
+    """The encoding of a variable-length string type, ``None`` for anything else."""
+    info = h5py.check_string_dtype(dt) if dt is not None else None
+    return info.encoding if info is not None and info.length is None else None
+
+
+def _to_fixed(value):
+    """Strings (a str, bytes, or an object array of them) as a fixed-length bytes value/array."""
+    if isinstance(value, np.ndarray):
+        items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in value.flat]
+        width = max([len(v) for v in items] + [1])
+        return np.array(items, dtype=f"S{width}").reshape(value.shape)
+    return np.bytes_(value.encode("utf-8") if isinstance(value, str) else bytes(value))
+
+
+def _from_fixed(value, encoding: str):
+    """Undo :func:`_to_fixed`: str values (or an object array of str) for a vlen string type."""
+    if isinstance(value, np.ndarray):
+        out = np.empty(value.shape, dtype=object)
+        for i, v in np.ndenumerate(value):
+            out[i] = bytes(v).decode("utf-8")
+        return out
+    return bytes(value).decode("utf-8")
+
+
+def _store_attrs(items, dst) -> None:
+    """Write a source object's attributes, keeping every HDF5 type except variable-length strings.
+
+    Those are stored fixed-length (listed in ``sparsecomp.vlen_attrs`` with their encoding), so
+    a ``.sparse.h5`` never holds data in HDF5's global heap, whose corrupted references can
+    stall libhdf5; ``unpack`` restores the original types exactly.
+    """
+    vlen = {}
     for name, value, dt, shape in items:
-        if skip_ours and name.startswith(PREFIX):
-            continue
+        enc = _vlen_encoding(dt)
         if isinstance(value, h5py.Empty):
+            dst.attrs.create(name, h5py.Empty("S1") if enc else value)
+        elif enc:
+            dst.attrs.create(name, _to_fixed(value))
+        else:
+            dst.attrs.create(name, value, shape=shape, dtype=dt)
+        if enc:
+            vlen[name] = enc
+    if vlen:
+        dst.attrs[VLEN_ATTRS] = fixed(json.dumps(vlen, sort_keys=True))
+
+
+def _restore_attrs(items, dst) -> None:
+    """Write attributes back as the source had them (the format's own attributes left out)."""
+    adict = dict((a[0], a[1]) for a in items)
+    try:
+        vlen = json.loads(text(adict.get(VLEN_ATTRS)) or "{}")
+    except ValueError:
+        vlen = None
+    if not isinstance(vlen, dict):
+        raise CorruptFileError(f"bad {VLEN_ATTRS} attribute", rule="h5.attr", member=getattr(dst, "name", None))
+    for name, value, dt, shape in items:
+        if name.startswith(PREFIX):
+            continue
+        enc = vlen.get(name)
+        if enc not in (None, "utf-8", "ascii"):
+            raise CorruptFileError(f"bad string encoding {enc!r}", rule="h5.attr", member=getattr(dst, "name", None))
+        if enc and isinstance(value, h5py.Empty):
+            dst.attrs.create(name, h5py.Empty(h5py.string_dtype(enc)))
+        elif enc:
+            dst.attrs.create(name, _from_fixed(value, enc), dtype=h5py.string_dtype(enc))
+        elif isinstance(value, h5py.Empty):
             dst.attrs.create(name, value)
         else:
             dst.attrs.create(name, value, shape=shape, dtype=dt)
@@ -603,7 +674,7 @@ class _TreeWriter:
         if check.encoding == "csr":
             rows, cols = view_shape_2d(array.shape)
             g = new_group(group, name)
-            _copy_attrs(attrs, g)
+            _store_attrs(attrs, g)
             g.attrs["sparsecomp.encoding"] = fixed("csr")
             g.attrs["sparsecomp.shape"] = np.asarray(array.shape, dtype=np.int64)
             g.attrs["sparsecomp.dtype"] = fixed(array.dtype.str)
@@ -623,7 +694,7 @@ class _TreeWriter:
             g.create_dataset("indptr", data=indptr, track_times=False)
         else:
             d = group.create_dataset(name, data=array, track_times=False)
-            _copy_attrs(attrs, d)
+            _store_attrs(attrs, d)
             d.attrs["sparsecomp.sha256"] = fixed(digest)
         self.records.append(TensorRecord(
             path=path, layer=layer, category=category, shape=tuple(array.shape),
@@ -665,7 +736,7 @@ def _count_datasets(root: h5py.Group) -> int:
 def _pack_tree(src_root: h5py.Group, dst_root: h5py.Group, checker: _Checker, writer: _TreeWriter,
                *, drop_optimizer: bool) -> None:
     """Mirror ``src_root`` into ``dst_root``; float tensors go through the writer."""
-    _copy_attrs(_reserved_check(checker.attrs(src_root, "/"), "/", checker), dst_root)
+    _store_attrs(_reserved_check(checker.attrs(src_root, "/"), "/", checker), dst_root)
     stack = [(src_root, dst_root, "", None)]
     while stack:
         src, dst, path, vars_name = stack.pop()
@@ -675,7 +746,7 @@ def _pack_tree(src_root: h5py.Group, dst_root: h5py.Group, checker: _Checker, wr
             attrs = _reserved_check(checker.attrs(obj, child), child, checker)
             if isinstance(obj, h5py.Group):
                 g = new_group(dst, name)
-                _copy_attrs(attrs, g)
+                _store_attrs(attrs, g)
                 own_name = dict((a[0], a[1]) for a in attrs).get("name") if name == "vars" else None
                 if isinstance(own_name, bytes):
                     own_name = own_name.decode("utf-8", "replace")
@@ -687,15 +758,27 @@ def _pack_tree(src_root: h5py.Group, dst_root: h5py.Group, checker: _Checker, wr
                              layer=_layer_label(child, vars_name), category=_category(child),
                              attrs=attrs)
             else:
-                # Not a float tensor: copied verbatim at the HDF5 level (type, shape, attributes).
+                # Not a float tensor: copied as it is (type, shape, values), except that strings
+                # of variable length are stored fixed-length (see _store_attrs) and marked.
+                enc = _vlen_encoding(obj.dtype)
                 try:
-                    src.copy(name, dst, name=name)
-                except (OSError, RuntimeError, ValueError) as exc:
+                    if enc:
+                        d = dst.create_dataset(name, data=_to_fixed(np.asarray(checker.read(obj, child),
+                                                                               dtype=object)),
+                                               track_times=False)
+                        d.attrs[VLEN_DATA] = fixed(enc)
+                    else:
+                        src.copy(name, dst, name=name)
+                        d = dst[name]
+                        for a in list(d.attrs):
+                            del d.attrs[a]
+                except (OSError, RuntimeError, ValueError, TypeError) as exc:
                     raise CorruptFileError(f"cannot copy dataset: {exc}", rule="h5.read",
                                            file=checker.file, member=child) from None
+                _store_attrs(attrs, d)
                 if obj.dtype.kind in "biuf" and obj.shape is not None:
                     array = checker.read(obj, child)
-                    dst[name].attrs["sparsecomp.sha256"] = fixed(tensor_digest(array))
+                    d.attrs["sparsecomp.sha256"] = fixed(tensor_digest(array))
                     writer.record_verbatim(array, child, layer=_layer_label(child, vars_name),
                                            category=_category(child))
                 writer._tick(child)
@@ -867,7 +950,7 @@ class _Reader:
         _check_signature(self.path, file_limit=self.limits.max_file_bytes)
         _check_framing(self.path)
         self.h5 = _open_h5(self.path, self.path)
-        self.checker = _Checker(self.limits, self.path)
+        self.checker = _Checker(self.limits, self.path, no_vlen=True)
         try:
             root = dict((a[0], a[1]) for a in self.checker.attrs(self.h5, "/", reserved=_ROOT_RESERVED))
             if text(root.get("format")) != FORMAT:
@@ -1080,7 +1163,7 @@ def read_tensors(path, *, limits: Limits | None = None, verify: bool = True):
 # --------------------------------------------------------------------------------------------
 
 def _unpack_tree(r: _Reader, out_root: h5py.Group, progress=None) -> None:
-    _copy_attrs(r.checker.attrs(r.tree, "/"), out_root, skip_ours=True)
+    _restore_attrs(r.checker.attrs(r.tree, "/"), out_root)
     groups = {"": out_root}
     entries = r.preflight()
     total = sum(1 for e in entries if e[2] != "group")
@@ -1090,20 +1173,27 @@ def _unpack_tree(r: _Reader, out_root: h5py.Group, progress=None) -> None:
         parent = groups[parent_path]
         if kind == "group":
             g = parent.create_group(name)
-            _copy_attrs(attrs, g, skip_ours=True)
+            _restore_attrs(attrs, g)
             groups[path] = g
             continue
+        adict = dict((a[0], a[1]) for a in attrs)
         if kind == "csr" or (node.shape is not None and node.dtype.kind in "biuf"):
             array = r.read_tensor(node, kind, attrs, path)
             d = parent.create_dataset(name, data=array)
+        elif VLEN_DATA in adict:
+            enc = text(adict[VLEN_DATA])
+            if enc not in ("utf-8", "ascii"):
+                raise CorruptFileError(f"bad string encoding {enc!r}", rule="h5.attr", file=r.path, member=path)
+            r.checker.dataset(node, path, tensor=False)
+            d = parent.create_dataset(name, data=_from_fixed(np.asarray(r.checker.read(node, path)), enc),
+                                      dtype=h5py.string_dtype(enc))
         else:
             r.checker.dataset(node, path, tensor=False)
             node.parent.copy(node.name.rpartition("/")[2], parent, name=name)
             d = parent[name]
             for a in list(d.attrs):
-                if a.startswith(PREFIX):
-                    del d.attrs[a]
-        _copy_attrs(attrs, d, skip_ours=True)
+                del d.attrs[a]
+        _restore_attrs(attrs, d)
         done += 1
         if progress is not None:
             progress(done, total, path)

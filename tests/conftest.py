@@ -21,7 +21,8 @@ def h5_content(path):
         for k in obj.attrs:
             aid = obj.attrs.get_id(k)
             v = obj.attrs[k]
-            res[k] = (str(aid.dtype), aid.shape, repr(v.tolist() if hasattr(v, "tolist") else v))
+            res[k] = (str(aid.dtype), repr(h5py.check_string_dtype(aid.dtype)), aid.shape,
+                      repr(v.tolist() if hasattr(v, "tolist") else v))
         return res
 
     with h5py.File(path, "r") as f:
@@ -31,7 +32,8 @@ def h5_content(path):
             if isinstance(obj, h5py.Dataset):
                 data = obj[()]
                 raw = data.tobytes() if isinstance(data, np.ndarray) and data.dtype.kind in "biuf" else repr(data)
-                out[name] = ("dataset", str(obj.dtype), obj.shape, raw, attrs(obj))
+                out[name] = ("dataset", str(obj.dtype), repr(h5py.check_string_dtype(obj.dtype)), obj.shape, raw,
+                             attrs(obj))
             else:
                 out[name] = ("group", attrs(obj))
         f.visititems(visit)

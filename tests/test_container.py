@@ -390,3 +390,36 @@ def test_property_writer_and_reader_agree(tmp_path_factory, tensors, seed, min_r
     for r in rep.records:
         if r.encoding == "csr":
             assert r.csr_bytes < r.dense_bytes and r.dense_bytes >= min_ratio * r.csr_bytes
+
+
+def test_packed_files_hold_no_variable_length_data(tmp_path):
+    """Source strings of variable length (attributes and datasets) are stored fixed-length, so no
+    read of a .sparse.h5 touches HDF5's global heap; unpack restores the original types exactly."""
+    src = tmp_path / "vlen.h5"
+    with h5py.File(src, "w") as f:
+        f.attrs["note"] = "ünïcode"                                               # vlen utf-8
+        f.attrs.create("ascii", "plain", dtype=h5py.string_dtype("ascii"))        # vlen ascii
+        f.attrs["names"] = np.array(["a", "bb", "ccc"], dtype=object)            # vlen array
+        f.attrs["empty"] = h5py.Empty(h5py.string_dtype())
+        f.create_dataset("labels", data=np.array(["x", "yy"], dtype=object), dtype=h5py.string_dtype())
+        d = f.create_dataset("w", data=np.eye(30, dtype="f4"))
+        d.attrs["unit"] = "none"
+    sparsecomp.pack(src, tmp_path / "v.sparse.h5")
+    seen = []
+    with h5py.File(tmp_path / "v.sparse.h5") as f:
+        def check(obj):
+            for k in obj.attrs:
+                dt = obj.attrs.get_id(k).dtype
+                seen.append(h5py.check_vlen_dtype(dt) is None and
+                            (h5py.check_string_dtype(dt) is None or h5py.check_string_dtype(dt).length is not None))
+        check(f)
+        f.visititems(lambda n, o: (check(o), isinstance(o, h5py.Dataset) and seen.append(
+            h5py.check_vlen_dtype(o.dtype) is None)))
+    assert seen and all(seen)
+    sparsecomp.unpack(tmp_path / "v.sparse.h5", tmp_path / "back.h5")
+    assert h5_content(src) == h5_content(tmp_path / "back.h5")
+    with h5py.File(tmp_path / "v.sparse.h5", "r+") as f:       # a vlen attribute planted later is refused
+        f["tree"].attrs["planted"] = "vlen"
+    with pytest.raises(CorruptFileError) as e:
+        sparsecomp.verify(tmp_path / "v.sparse.h5")
+    assert e.value.rule == "h5.attr.vlen"
