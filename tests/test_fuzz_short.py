@@ -10,7 +10,7 @@ from conftest import ROOT
 atheris = pytest.importorskip("atheris")   # installed by the test extras on Linux
 
 
-@pytest.mark.parametrize("mode,runs", [("raw", 400), ("mutate", 600)])
+@pytest.mark.parametrize("mode,runs", [("raw", 300), ("rawh5", 400), ("mutate", 600)])
 def test_fuzz_short_budget(tmp_path, mode, runs):
     stats = tmp_path / "stats.json"
     r = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz" / "fuzz_reader.py"), mode,
@@ -22,3 +22,5 @@ def test_fuzz_short_budget(tmp_path, mode, runs):
     assert s["inputs"] >= runs - 2 and s["crashes"] == 0 and s["silent_corruptions"] == 0
     assert s["leaked_exception_types"] == []
     assert s["refused"] > 0            # the fuzzer did reach the checks
+    if mode != "raw":
+        assert set(s["rules"]) - {"file.signature"}     # and got past the signature

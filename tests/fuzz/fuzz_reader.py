@@ -1,9 +1,12 @@
 """Fuzz the reader with atheris (coverage-guided), from raw bytes or by mutating valid files.
 
     python tests/fuzz/fuzz_reader.py raw    -atheris_runs=100000 -timeout=10 -rss_limit_mb=2048
+    python tests/fuzz/fuzz_reader.py rawh5  -atheris_runs=100000 -timeout=10 -rss_limit_mb=2048
     python tests/fuzz/fuzz_reader.py mutate -atheris_runs=100000 -timeout=10 -rss_limit_mb=2048
 
-Every input is written to a file and given to ``verify``, ``inspect`` and ``unpack``. The only
+``raw`` feeds the bytes as they are, ``rawh5`` behind a valid HDF5 signature (so the superblock
+and libhdf5's parsing are reached), ``mutate`` mutates valid files of every kind. Every input is
+written to a file and given to ``verify``, ``inspect`` and ``unpack``. The only
 acceptable outcomes are success or a ``SparseCompError``; any other exception escaping is a
 crash (atheris stops and saves the input). libFuzzer's ``-timeout`` turns a hang into a crash
 and ``-rss_limit_mb`` an unbounded allocation. A *silent corruption* is a file that passes
@@ -109,6 +112,11 @@ def raw(data: bytes) -> None:
     check(data)
 
 
+def rawh5(data: bytes) -> None:
+    """Raw bytes behind a valid HDF5 signature: exercises the superblock and libhdf5's parsing."""
+    check(b"\x89HDF\r\n\x1a\n" + data)
+
+
 def mutate(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     buf = bytearray(SEEDS[fdp.ConsumeIntInRange(0, len(SEEDS) - 1)])
@@ -131,11 +139,12 @@ def mutate(data: bytes) -> None:
 
 
 def main() -> None:
-    mode = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in ("raw", "mutate") else "mutate"
-    argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a not in ("raw", "mutate")]
+    modes = {"raw": raw, "rawh5": rawh5, "mutate": mutate}
+    mode = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in modes else "mutate"
+    argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a not in modes]
     STATS["mode"] = mode
     SEEDS.extend(seeds())
-    atheris.Setup(argv, raw if mode == "raw" else mutate)
+    atheris.Setup(argv, modes[mode])
     atheris.Fuzz()
 
 
