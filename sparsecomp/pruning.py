@@ -196,7 +196,7 @@ class _Trainer:
             x, y = self.train
             self.model.fit(x, y, batch_size=self.batch_size, epochs=epochs, verbose=0, shuffle=True)
         else:
-            self.model.fit(self.train, epochs=epochs, verbose=0)
+            self.model.fit(self.train, epochs=epochs, verbose=0, shuffle=False)   # datasets shuffle themselves
 
     def evaluate(self) -> float:
         if isinstance(self.val, tuple):
