@@ -29,6 +29,13 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path) -> None:
+    """Lay out, write the PNG and free the figure (matplotlib keeps figures alive otherwise)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_histograms(before: dict, after: dict, thresholds: dict, path) -> None:
     plt = _plt()
     names = list(before)
@@ -54,9 +61,7 @@ def plot_histograms(before: dict, after: dict, thresholds: dict, path) -> None:
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.suptitle("Weight histograms before and after pruning (log counts)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_accuracy(history, path) -> None:
@@ -85,9 +90,7 @@ def plot_accuracy(history, path) -> None:
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower left")
     ax.set_title("Validation metric and sparsity along the schedule")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_density(sparsity: dict, path) -> None:
@@ -101,9 +104,7 @@ def plot_density(sparsity: dict, path) -> None:
     ax.set_ylabel("density (kept / all)")
     ax.set_ylim(0, max(dens + [0.05]) * 1.2)
     ax.set_title("Kernel density per layer after pruning")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_bytes(storage, path) -> None:
@@ -119,9 +120,7 @@ def plot_bytes(storage, path) -> None:
     ax.set_ylabel("bytes (log)")
     ax.legend()
     ax.set_title("Bytes per layer: dense vs stored")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _table(headers, rows) -> str:
