@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 import threading
 import time
@@ -84,3 +85,36 @@ class PeakRSS:
         self._thread.join()
         self.peak = max(self.peak, rss_bytes())
         self.peak_above = self.peak - self.start
+
+
+def mask_overhead(model, data, masks_from, batch_size=128, repeats=3, strategy=None):
+    """Median ratio of a fine-tuning epoch with masks held to the same epoch without.
+
+    Alternates the two ``repeats`` times in this process, after one warm-up fit each (tracing).
+    """
+    import contextlib
+
+    import numpy as np
+
+    from sparsecomp.masks import MaskSet, kernel_of
+    from sparsecomp.pruning import clone_model
+    x, y = data
+    with_m, without = [], []
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        plain = clone_model(model)
+        plain.compile_from_config(model.get_compile_config())
+        masked = clone_model(model)
+        ms = MaskSet(masked)
+        for layer in masks_from.layers:
+            if layer.name in ms.masks:
+                ms.set(layer.name, np.asarray(kernel_of(layer).numpy()) != 0)
+        masked.compile_from_config(model.get_compile_config())
+    for m in (plain, masked):   # warm-up: trace the train step once
+        m.fit(x[:batch_size * 4], y[:batch_size * 4], batch_size=batch_size, epochs=1, verbose=0)
+    for _ in range(repeats):
+        for m, bucket in ((plain, without), (masked, with_m)):
+            t = time.perf_counter()
+            m.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+            bucket.append(time.perf_counter() - t)
+    return statistics.median(w / p for w, p in zip(with_m, without)), with_m, without

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -44,32 +43,6 @@ DEFAULTS = {
 }
 
 
-def mask_overhead(model, data, masks_from, batch_size=128, repeats=3):
-    """Median ratio of a fine-tuning epoch with masks held to the same epoch without."""
-    import sparsecomp
-    from sparsecomp.masks import MaskSet, kernel_of
-    from sparsecomp.pruning import clone_model
-    x, y = data
-    with_m, without = [], []
-    plain = clone_model(model)
-    plain.compile_from_config(model.get_compile_config())
-    masked = clone_model(model)
-    ms = MaskSet(masked)
-    for layer in masks_from.layers:
-        if layer.name in ms.masks:
-            ms.set(layer.name, np.asarray(kernel_of(layer).numpy()) != 0)
-    masked.compile_from_config(model.get_compile_config())
-    for m in (plain, masked):   # warm-up: trace the train step once
-        m.fit(x[:batch_size * 4], y[:batch_size * 4], batch_size=batch_size, epochs=1, verbose=0)
-    for _ in range(repeats):
-        for m, bucket in ((plain, without), (masked, with_m)):
-            t = time.perf_counter()
-            m.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
-            bucket.append(time.perf_counter() - t)
-    del sparsecomp
-    return statistics.median(w / p for w, p in zip(with_m, without)), with_m, without
-
-
 def one_shot_same_sparsity(model, pruned, test):
     from sparsecomp.criteria import magnitude_fraction_mask
     from sparsecomp.masks import kernel_of, prunable_layers
@@ -93,9 +66,19 @@ def main():
         p.add_argument(f"--{k.replace('_', '-')}", type=float, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--recovery-epochs", type=int, default=None)
+    p.add_argument("--groups", nargs="*", default=None,
+                   help="groups pruned in order, each comma-separated layer names (default: conv, then fc)")
+    p.add_argument("--validation-split", type=float, default=None,
+                   help="fraction of the training images held out for the accept/revert decisions (default 1/12)")
     p.add_argument("--out", default=None, help="where to keep the files and the HTML report (default: temp)")
     args = p.parse_args()
     cfg = dict(DEFAULTS[args.model])
+    cfg.setdefault("validation_split", 1 / 12)
+    cfg.setdefault("groups", "auto")
+    if args.groups:
+        cfg["groups"] = [g.split(",") for g in args.groups]
+    if args.validation_split is not None:
+        cfg["validation_split"] = args.validation_split
     for k in ("q0", "step", "max_q", "max_drop", "learning_rate", "epochs", "recovery_epochs", "min_step",
               "target_sparsity"):
         if getattr(args, k) is not None:
@@ -104,7 +87,7 @@ def main():
     import keras
 
     import sparsecomp
-    from _common import write_result
+    from _common import mask_overhead, write_result
     from sparsecomp.compress import mnist_for
     t_all = time.time()
     if args.baseline:
@@ -124,7 +107,8 @@ def main():
 
     t0 = time.time()
     res = sparsecomp.compress(model, (x, y), out / f"{args.model}.sparse.h5", test_data=test,
-                              report_dir=out / "report", progress=show, validation_split=1 / 12,
+                              report_dir=out / "report", progress=show, validation_split=cfg["validation_split"],
+                              groups=cfg["groups"],
                               q0=cfg["q0"], step=cfg["step"], max_q=cfg["max_q"], max_drop=cfg["max_drop"],
                               epochs=cfg["epochs"], recovery_epochs=cfg["recovery_epochs"],
                               min_step=cfg.get("min_step"), target_sparsity=cfg.get("target_sparsity"),

@@ -1,7 +1,9 @@
-"""Train the reference LeNets on MNIST, reproducibly, and save ``.keras`` checkpoints.
+"""Train the reference models on MNIST, reproducibly, and save ``.keras`` checkpoints.
 
     python -m models.train lenet5 --epochs 12 -o build/lenet5.keras
     python -m models.train lenet_300_100 --epochs 20 -o build/lenet_300_100.keras
+    python -m models.train vgg_small_bn --epochs 4 -o build/vgg_small_bn.keras
+    python -m models.train resnet_small --epochs 4 -o build/resnet_small.keras
 
 MNIST comes from sparsecomp's own offline copy. Seeds are fixed (Python, NumPy, TensorFlow) and
 TensorFlow's deterministic ops are on, so a run on the same machine and versions gives the same
@@ -19,9 +21,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
 
-BUILDERS = ("lenet5", "lenet_300_100")
+BUILDERS = ("lenet5", "lenet_300_100", "vgg_small_bn", "resnet_small")
 
 
 def mnist_arrays(mnist_dir=None):

@@ -9,6 +9,9 @@ The public API, listed once::
     inspect(path)            where the bytes go (StorageReport: table, JSON)
     verify(path)             full validation, every checksum
     prune(model, data)       iterative std-threshold pruning over frozen groups -> (model, history)
+    prune_correlation(...)   magnitude + weight/change correlation, layer by layer from the last
+    prune_structured(...)    whole filters/units by l1, l2, apoz, random or tlt; surgery; retrain
+    remove_channels(m, plan) structured surgery through BN, Add, Concatenate, Depthwise, Flatten
     find_dead_units(model)   a plan of units that can go without changing outputs; remove_units applies it
     compress(model, data, path)  prune + remove dead units + save + report
 """
@@ -23,6 +26,9 @@ from .errors import (BadArgumentError, CorruptFileError, DataError, InvalidTenso
                      WeightMismatchError, WriteError)
 from .model_io import load, save  # noqa: E402
 from .pruning import PruneHistory, PruneStep, prune  # noqa: E402
+from .correlation import prune_correlation  # noqa: E402
+from .channels import ChannelGraph, ChannelPlan, remove_channels  # noqa: E402
+from .structured import StructuredHistory, channel_scores, prune_structured, select_channels  # noqa: E402
 from .surgery import DeadUnitPlan, find_dead_units, remove_dead_units, remove_units  # noqa: E402
 from .compress import CompressionResult, compress  # noqa: E402
 from .report import StorageReport, TensorRecord  # noqa: E402
@@ -30,7 +36,8 @@ from .report import StorageReport, TensorRecord  # noqa: E402
 __all__ = [
     "__version__",
     "save", "load", "pack", "unpack", "inspect", "verify", "read_tensors",
-    "prune", "PruneHistory", "PruneStep", "find_dead_units", "remove_units", "remove_dead_units",
+    "prune", "prune_correlation", "prune_structured", "StructuredHistory", "channel_scores", "select_channels",
+    "ChannelGraph", "ChannelPlan", "remove_channels", "PruneHistory", "PruneStep", "find_dead_units", "remove_units", "remove_dead_units",
     "DeadUnitPlan", "compress", "CompressionResult",
     "size_check", "SizeCheck", "Limits", "StorageReport", "TensorRecord", "load_mnist",
     "SparseCompError", "BadArgumentError", "CorruptFileError", "UnsupportedFormatError",

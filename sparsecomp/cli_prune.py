@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,21 +62,64 @@ class _StepPrinter:
         self.stream.flush()
 
 
-def _prune_kwargs(args):
-    kw = dict(groups=_groups(args.groups), q0=args.q0, step=args.step, max_q=args.max_q, min_step=args.min_step,
-              max_drop=args.max_drop, target_sparsity=args.target_sparsity,
-              epochs=args.epochs, recovery_epochs=args.recovery_epochs, batch_size=args.batch_size, learning_rate=args.lr, one_shot=args.one_shot,
-              validation_split=args.validation_split)
+def _strategy(args):
+    """The strategy first (MultiWorkerMirroredStrategy must exist before any other TensorFlow work)."""
+    if not args.strategy:
+        return None
+    from .distribute import get_strategy
+    return get_strategy(args.strategy)
+
+
+def _outputs_of(args, strategy, names):
+    """Non-chief workers of a multi-worker run write into a temporary folder, never the real paths."""
+    from .distribute import is_chief
+    if is_chief(strategy):
+        return None
+    tmp = tempfile.mkdtemp(prefix="sparsecomp-worker-")
+    for name in names:
+        if getattr(args, name, None):
+            setattr(args, name, str(Path(tmp) / Path(getattr(args, name)).name))
+    return tmp
+
+
+def _prune_kwargs(args, strategy=None):
+    common = dict(strategy=strategy, max_drop=args.max_drop, target_sparsity=args.target_sparsity,
+                  epochs=args.epochs, recovery_epochs=args.recovery_epochs, batch_size=args.batch_size,
+                  learning_rate=args.lr, validation_split=args.validation_split)
+    if args.method == "correlation":
+        for flag in ("groups", "q0", "step", "max_q", "min_step"):
+            if getattr(args, flag) not in (None, _DEFAULTS_STD.get(flag)):
+                raise BadArgumentError(f"--{flag.replace('_', '-')} belongs to --method std; correlation pruning "
+                                       "takes --q, --p, --record-fraction, --max-cycles, --layers",
+                                       rule="argument.method")
+        if args.one_shot:
+            raise BadArgumentError("--one-shot belongs to --method std", rule="argument.method")
+        kw = dict(common, q=1.0 if args.q is None else args.q, p=args.p, record_fraction=args.record_fraction,
+                  max_cycles=args.max_cycles, layers=args.layers or "auto")
+        return kw
+    for flag in ("layers",):
+        if getattr(args, flag):
+            raise BadArgumentError("--layers belongs to --method correlation (std uses --groups)",
+                                   rule="argument.method")
+    kw = dict(common, groups=_groups(args.groups), q0=args.q0, step=args.step, max_q=args.max_q,
+              min_step=args.min_step, one_shot=args.one_shot)
     if args.q is not None:
         kw["q"] = args.q
     return kw
 
 
+_DEFAULTS_STD = {"groups": None, "q0": 0.5, "step": 0.1, "max_q": 6.0, "min_step": None}
+
+
 def _cmd_prune(args) -> int:
+    from .correlation import prune_correlation
     from .pruning import prune
+    prune = prune_correlation if args.method == "correlation" else prune
+    strategy = _strategy(args)
+    _outputs_of(args, strategy, ("output", "history"))
     model = _load_any(args.input)
     (x, y), _test = _data(args, model)
-    pruned, history = prune(model, (x, y), progress=_StepPrinter(), **_prune_kwargs(args))
+    pruned, history = prune(model, (x, y), progress=_StepPrinter(), **_prune_kwargs(args, strategy))
     pruned.save(args.output)
     if args.history:
         Path(args.history).write_text(history.to_json())
@@ -87,11 +131,14 @@ def _cmd_prune(args) -> int:
 
 def _cmd_compress(args) -> int:
     from .compress import compress
+    strategy = _strategy(args)
+    report_dir = args.report_dir or str(Path(args.output).with_suffix("").with_suffix("")) + "_report"
+    args.report_dir = report_dir
+    _outputs_of(args, strategy, ("output", "report_dir", "json"))
     model = _load_any(args.input)
     train, test = _data(args, model)
-    report_dir = args.report_dir or str(Path(args.output).with_suffix("").with_suffix("")) + "_report"
-    res = compress(model, train, args.output, test_data=test, report_dir=report_dir, min_ratio=args.min_ratio,
-                   progress=_StepPrinter(), **_prune_kwargs(args))
+    res = compress(model, train, args.output, method=args.method, test_data=test, report_dir=args.report_dir,
+                   min_ratio=args.min_ratio, progress=_StepPrinter(), **_prune_kwargs(args, strategy))
     print(res.storage.format_table())
     print()
     for plan in res.plans:
@@ -109,6 +156,9 @@ def _cmd_compress(args) -> int:
 
 def _common(p, progress_flag):
     p.add_argument("input", help="a .keras or .sparse.h5 model")
+    p.add_argument("--method", choices=["std", "correlation"], default="std",
+                   help="std: iterative std-threshold over frozen groups (Han et al.); correlation: magnitude + "
+                        "weight/change correlation, layer by layer from the last (Nomuunbayar & Kang)")
     p.add_argument("--data", default="mnist", help="training data: 'mnist' (built-in, offline)")
     p.add_argument("--mnist-dir", default=None, help="read MNIST's idx files from here instead")
     p.add_argument("--groups", nargs="*", default=None,
@@ -128,8 +178,63 @@ def _common(p, progress_flag):
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the model's)")
     p.add_argument("--validation-split", type=float, default=1 / 12, help="held out of the training data (default 5000 of 60000)")
     p.add_argument("--one-shot", action="store_true", help="prune once at --q (default --q0), no fine-tuning")
-    p.add_argument("--q", type=float, default=None)
+    p.add_argument("--q", type=float, default=None,
+                   help="std --one-shot: the q to prune at; correlation: the magnitude cut in sigmas (default 1.0)")
+    p.add_argument("--p", type=float, default=0.4,
+                   help="correlation: fraction of each layer's survivors with the weakest |r| that may go")
+    p.add_argument("--record-fraction", type=float, default=0.1,
+                   help="correlation: last fraction of the fine-tuning iterations over which r(w, dw) is recorded")
+    p.add_argument("--max-cycles", type=int, default=10, help="correlation: passes over all layers at most")
+    p.add_argument("--layers", nargs="*", default=None,
+                   help="correlation: layers in the order to prune (default: all, last to first)")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None,
+                   help="fine-tune under tf.distribute: 'mirrored' = every GPU of this machine, 'multiworker' = "
+                        "the cluster in TF_CONFIG (run the same command on every worker; only the chief writes). "
+                        "--batch-size is then the global batch")
     progress_flag(p)
+
+
+class _RoundPrinter:
+    """One line per structured round: elapsed time, channels removed, parameters, val metric."""
+
+    def __init__(self, stream=None):
+        self.t0 = time.time()
+        self.stream = stream or sys.stderr
+
+    def __call__(self, r):
+        mark = "accepted" if r.accepted else "REVERTED"
+        what = f"sparsity {r.sparsity:.2%}" if r.criterion == "magnitude" else f"-{r.channels_removed} channels"
+        self.stream.write(f"[{time.time() - self.t0:7.1f}s] round {r.round:2d} {r.criterion:<9} {what:<18} "
+                          f"params {r.params:>10,}  val {r.val_metric:.4f} (drop {r.drop:+.4f}, {r.epochs} ep)  "
+                          f"{mark}\n")
+        self.stream.flush()
+
+
+def _cmd_prune_structured(args) -> int:
+    from .structured import prune_structured
+    strategy = _strategy(args)
+    _outputs_of(args, strategy, ("output", "history"))
+    model = _load_any(args.input)
+    (x, y), _test = _data(args, model)
+    fraction = None if args.threshold is not None else args.fraction
+    pruned, hist = prune_structured(
+        model, (x, y), criterion=args.criterion, fraction=fraction, threshold=args.threshold, scope=args.scope,
+        rounds=args.rounds, max_drop=args.max_drop, epochs=args.epochs, recovery_epochs=args.recovery_epochs,
+        equalization=args.equalization, normalizer=args.normalizer, granularity=args.granularity,
+        min_channels=args.min_filters, exclude=args.exclude or (), seed=args.seed, batch_size=args.batch_size,
+        learning_rate=args.lr, validation_split=args.validation_split, strategy=strategy, progress=_RoundPrinter())
+    pruned.save(args.output)
+    if args.history:
+        Path(args.history).write_text(hist.to_json())
+    print(f"structured ({args.criterion}): parameters {hist.dense_params:,} -> {hist.final_params:,} "
+          f"({hist.dense_params / max(hist.final_params, 1):.2f}x fewer); validation {hist.metric} "
+          f"{hist.baseline:.4f} -> {hist.final_metric:.4f}")
+    last = [r for r in hist.rounds if r.accepted]
+    if last:
+        print("filters per layer: " + ", ".join(f"{k} {v[0]}/{hist.rounds[0].filters[k][1]}"
+                                                for k, v in last[-1].filters.items()))
+    print(f"wrote {args.output}")
+    return 0
 
 
 def add_prune_commands(sub, progress_flag) -> None:
@@ -138,6 +243,39 @@ def add_prune_commands(sub, progress_flag) -> None:
     p.add_argument("-o", "--output", required=True, help="the pruned model (.keras)")
     p.add_argument("--history", default=None, help="also write the pruning history as JSON")
     p.set_defaults(func=_cmd_prune)
+
+    p = sub.add_parser("prune-structured", help="remove whole filters/units ranked by l1, l2, apoz, random or tlt "
+                                                 "(or k%% smallest weights: magnitude), retrain, repeat")
+    p.add_argument("input", help="a .keras or .sparse.h5 model")
+    p.add_argument("-o", "--output", required=True, help="the smaller model (.keras)")
+    p.add_argument("--data", default="mnist", help="training data: 'mnist' (built-in, offline)")
+    p.add_argument("--mnist-dir", default=None)
+    p.add_argument("--criterion", choices=["l1", "l2", "apoz", "random", "tlt", "magnitude"], default="l1")
+    p.add_argument("--fraction", type=float, default=0.1,
+                   help="channels removed per round (magnitude: weights per layer), unless --threshold is given")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="remove channels whose (normalized) score is below this; tlt's usual mode")
+    p.add_argument("--scope", choices=["global", "layer"], default="global",
+                   help="--fraction ranks channels across the network (global) or within each layer")
+    p.add_argument("--rounds", type=int, default=1, help="rank-prune-retrain rounds at most")
+    p.add_argument("--max-drop", type=float, default=0.01,
+                   help="a round that leaves validation accuracy more than this below the dense one is reverted")
+    p.add_argument("--epochs", type=int, default=1, help="retraining epochs per round")
+    p.add_argument("--recovery-epochs", type=int, default=0)
+    p.add_argument("--equalization", choices=["arithmetic_mean", "geometric_mean", "union", "intersection"],
+                   default="arithmetic_mean", help="how channels joined by Add/Multiply/... get one score")
+    p.add_argument("--normalizer", choices=["max", "mean"], default="max", help="tlt: divide norms by the layer's")
+    p.add_argument("--granularity", type=int, default=1, help="kept channels per layer: a multiple of this (tlt: 8)")
+    p.add_argument("--min-filters", type=int, default=1, help="never keep fewer channels in a layer (tlt: 16)")
+    p.add_argument("--exclude", nargs="*", default=None, help="layers whose channels stay")
+    p.add_argument("--seed", type=int, default=0, help="for --criterion random")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--validation-split", type=float, default=1 / 12)
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None)
+    p.add_argument("--history", default=None, help="also write the rounds as JSON")
+    progress_flag(p)
+    p.set_defaults(func=_cmd_prune_structured)
 
     p = sub.add_parser("compress", help="prune, remove dead units, pack, and report (with plots)")
     _common(p, progress_flag)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import BadArgumentError
 from .masks import kernel_of, prunable_layers
 from .model_io import save
 from .pruning import PruneHistory, clone_model, prune
@@ -56,18 +57,23 @@ def _test_metric(model, test_data, metric):
     return float(model.evaluate(x, y, batch_size=512, verbose=0, return_dict=True)[metric])
 
 
-def compress(model, data, output, *, test_data=None, report_dir=None, min_ratio: float = 1.0,
+METHODS = ("std", "correlation")
+
+
+def compress(model, data, output, *, method: str = "std", test_data=None, report_dir=None, min_ratio: float = 1.0,
              progress=None, **prune_kwargs) -> CompressionResult:
-    """Prune ``model`` (see :func:`sparsecomp.prune`), remove dead units, and save it sparse.
+    """Prune ``model``, remove dead units, and save it sparse.
 
     Args:
         model: the trained dense model (never modified).
         data: training data for fine-tuning, ``(x, y)`` or a dataset (validation carved from it).
         output: the ``.sparse.h5`` file to write.
+        method: ``"std"`` (:func:`sparsecomp.prune`, iterative std-threshold over frozen groups) or
+            ``"correlation"`` (:func:`sparsecomp.prune_correlation`).
         test_data: ``(x, y)`` used only to *report* dense and compressed test accuracy.
         report_dir: where to write the plots and ``report.html`` (skipped when ``None``).
         min_ratio: the size check's setting (see :func:`sparsecomp.save`).
-        **prune_kwargs: passed to :func:`sparsecomp.prune` (groups, q0, step, max_drop, epochs...).
+        **prune_kwargs: passed to the pruning function (groups, q0, step, max_drop, epochs...).
 
     Returns:
         A :class:`CompressionResult` with the final model, history, removal plans, storage report
@@ -75,7 +81,13 @@ def compress(model, data, output, *, test_data=None, report_dir=None, min_ratio:
     """
     t0 = time.time()
     metric = prune_kwargs.get("metric", "accuracy")
-    pruned, history = prune(model, data, progress=progress, **prune_kwargs)
+    if method not in METHODS:
+        raise BadArgumentError(f"`method` must be one of {list(METHODS)}. Received: {method!r}", rule="argument.method")
+    if method == "correlation":
+        from .correlation import prune_correlation
+        pruned, history = prune_correlation(model, data, progress=progress, **prune_kwargs)
+    else:
+        pruned, history = prune(model, data, progress=progress, **prune_kwargs)
     small, plans = remove_dead_units(pruned)
     storage = save(small, output, min_ratio=min_ratio)
     dense_test = _test_metric(_compiled_like(model, pruned), test_data, metric) if test_data is not None else None

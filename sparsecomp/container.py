@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .csr import (FLOAT_DTYPES, check_min_ratio, count_nonzero, csr_to_dense, index_dtype_for,
+from .csr import (FLOAT_DTYPES, check_min_ratio, count_nonzero, csr_to_dense,
                   iter_csr_blocks, size_check, tensor_digest, validate_csr, view_shape_2d)
 from .errors import (BadArgumentError, CorruptFileError, InvalidTensorError, ResourceLimitError,
                      SparseCompError, UnsupportedFormatError, WriteError)

@@ -1,7 +1,11 @@
-"""Pruning criteria: pure NumPy functions from weights (and the previous mask) to a new mask.
+"""Pruning criteria: pure NumPy functions.
 
-A mask is a boolean array of the weight's shape, ``True`` where the weight is kept. Every
-criterion keeps the previous mask's zeros zero (pruned weights never come back).
+Unstructured (weights -> mask): a mask is a boolean array of the weight's shape, ``True`` where
+the weight is kept; every such criterion keeps the previous mask's zeros zero (pruned weights
+never come back).
+
+Structured (filters -> scores): one score per output channel, **higher = more worth keeping**, so
+every criterion ranks the same way (APoZ is turned into ``1 - APoZ``).
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ import numpy as np
 
 from .errors import BadArgumentError
 
-__all__ = ["std_threshold", "std_threshold_mask", "magnitude_fraction_mask"]
+__all__ = ["std_threshold", "std_threshold_mask", "magnitude_fraction_mask", "correlation_mask",
+           "filter_matrix", "l1_scores", "l2_scores", "apoz_scores", "random_scores", "tlt_normalize",
+           "equalize", "EQUALIZATIONS", "round_up_kept"]
 
 
 def std_threshold(sigma: float, q: float) -> float:
@@ -44,3 +50,124 @@ def magnitude_fraction_mask(weights: np.ndarray, sparsity: float, previous: np.n
     if n_prune:
         keep[np.argsort(flat, kind="stable")[:n_prune]] = False
     return keep.reshape(weights.shape)
+
+
+def correlation_mask(weights: np.ndarray, r: np.ndarray, q: float, p: float,
+                     previous: np.ndarray | None = None) -> np.ndarray:
+    """Correlation pruning (Nomuunbayar & Kang 2018): prune a weight when both hold —
+
+    - its magnitude is below ``q * sigma``, sigma the standard deviation of the surviving weights
+      (pruned ones are left out of the statistics);
+    - its ``|r|`` (correlation of the weight with its change during training) is among the
+      smallest ``p`` (a fraction: 0.4 = 40%) of the surviving weights' ``|r|``.
+
+    Ties at the ``|r|`` cut are broken by position, so exactly ``floor(p * survivors)`` weights are
+    eligible by correlation. Returns the new keep-mask (never regrows ``previous``'s zeros).
+    """
+    weights = np.asarray(weights)
+    r = np.asarray(r)
+    if r.shape != weights.shape:
+        raise BadArgumentError(f"correlations have shape {r.shape}, weights {weights.shape}", rule="argument.r")
+    if not np.isfinite(q) or q < 0:
+        raise BadArgumentError(f"`q` must be a finite number >= 0. Received: q={q!r}", rule="argument.q")
+    if not 0.0 <= p <= 1.0:
+        raise BadArgumentError(f"`p` must be a fraction in [0, 1]. Received: p={p!r}", rule="argument.p")
+    alive = np.ones(weights.shape, bool) if previous is None else previous.astype(bool)
+    keep = alive.copy()
+    n_alive = int(alive.sum())
+    if n_alive == 0:
+        return keep
+    sigma = float(np.std(weights[alive].astype(np.float64)))
+    small = np.abs(weights) < q * sigma
+    n_weak = int(np.floor(p * n_alive))
+    if n_weak == 0:
+        return keep
+    flat_r = np.where(alive, np.abs(r).astype(np.float64), np.inf).reshape(-1)
+    weak = np.zeros(flat_r.size, bool)
+    weak[np.argsort(flat_r, kind="stable")[:n_weak]] = True
+    keep &= ~(small & weak.reshape(weights.shape))
+    return keep
+
+
+# --- structured criteria ------------------------------------------------------------------------
+
+def filter_matrix(kernel: np.ndarray, transpose: bool = False) -> np.ndarray:
+    """The kernel as ``(weights per filter, filters)``: Dense ``(in, out)``, Conv ``(k..., in, out)``;
+    transposed convolutions keep their filters on the second-to-last axis (``transpose=True``)."""
+    k = np.asarray(kernel)
+    if transpose:
+        k = np.moveaxis(k, -2, -1)
+    return k.reshape(-1, k.shape[-1])
+
+
+def l1_scores(kernel: np.ndarray, transpose: bool = False) -> np.ndarray:
+    """Per filter, the L1 norm divided by the filter's size (the mean ``|w|``), so layers with
+    different kernel sizes and fan-ins compare (Li et al. 2017 rank by the plain sum within a layer;
+    the division changes no within-layer ranking)."""
+    m = filter_matrix(kernel, transpose).astype(np.float64)
+    return np.abs(m).sum(axis=0) / max(m.shape[0], 1)
+
+
+def l2_scores(kernel: np.ndarray, transpose: bool = False, normalize: bool = True) -> np.ndarray:
+    """Per filter (or Dense unit), the L2 norm; divided by ``sqrt(size)`` (root mean square) when
+    ``normalize``, for the same cross-layer reason as :func:`l1_scores`."""
+    m = filter_matrix(kernel, transpose).astype(np.float64)
+    norm = np.sqrt((m * m).sum(axis=0))
+    return norm / np.sqrt(max(m.shape[0], 1)) if normalize else norm
+
+
+def apoz_scores(zero_counts: np.ndarray, totals: np.ndarray | int) -> np.ndarray:
+    """``1 - APoZ`` per channel (Hu et al. 2016: the average percentage of zeros of a channel's
+    ReLU output over real inputs; channels that are mostly zero go first)."""
+    z = np.asarray(zero_counts, np.float64)
+    t = np.asarray(totals, np.float64)
+    if np.any(t <= 0):
+        raise BadArgumentError("APoZ needs at least one activation per channel", rule="argument.apoz")
+    return 1.0 - z / t
+
+
+def random_scores(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniform random scores: the control every comparison needs."""
+    return rng.random(int(n))
+
+
+def tlt_normalize(norms: np.ndarray, normalizer: str = "max") -> np.ndarray:
+    """NVIDIA TLT-style: a layer's filter norms divided by their maximum (default) or mean."""
+    norms = np.asarray(norms, np.float64)
+    if normalizer not in ("max", "mean"):
+        raise BadArgumentError(f"`normalizer` must be 'max' or 'mean'. Received: {normalizer!r}",
+                               rule="argument.normalizer")
+    d = norms.max() if normalizer == "max" else norms.mean()
+    return norms / d if d > 0 else np.zeros_like(norms)
+
+
+EQUALIZATIONS = ("arithmetic_mean", "geometric_mean", "union", "intersection")
+
+
+def equalize(scores: list, op: str = "arithmetic_mean") -> np.ndarray:
+    """One score per channel for channels that several layers must lose together (the inputs of an
+    element-wise Add, Multiply...), as TLT's equalization operators:
+
+    ``arithmetic_mean``, ``geometric_mean``; ``union`` = the maximum (a channel stays if any input
+    would keep it); ``intersection`` = the minimum (it stays only if every input would keep it).
+    """
+    if op not in EQUALIZATIONS:
+        raise BadArgumentError(f"`equalization` must be one of {list(EQUALIZATIONS)}. Received: {op!r}",
+                               rule="argument.equalization")
+    arr = np.stack([np.asarray(s, np.float64) for s in scores])
+    if op == "arithmetic_mean":
+        return arr.mean(axis=0)
+    if op == "geometric_mean":
+        return np.exp(np.log(np.maximum(arr, 1e-300)).mean(axis=0)) * (arr > 0).all(axis=0)
+    if op == "union":
+        return arr.max(axis=0)
+    return arr.min(axis=0)
+
+
+def round_up_kept(n_kept: int, n_total: int, granularity: int = 8, min_filters: int = 16) -> int:
+    """TLT's rule for how many filters a layer keeps: at least ``min_filters``, rounded up to a
+    multiple of ``granularity``, at most ``n_total``."""
+    if granularity < 1 or min_filters < 1:
+        raise BadArgumentError("`granularity` and `min_filters` must be >= 1", rule="argument.granularity")
+    k = max(int(n_kept), int(min_filters))
+    return int(min(n_total, -(-k // granularity) * granularity))

@@ -42,7 +42,9 @@ class _MaskConstraint:
 class MaskSet:
     """Masks for the prunable layers of one (cloned) model, held during training."""
 
-    def __init__(self, model):
+    def __init__(self, model, from_zeros: bool = False):
+        """``from_zeros``: weights that are already exactly zero start masked (a model pruned before
+        stays pruned when it is pruned again); otherwise every mask starts all-ones."""
         import keras
         self.model = model
         self.layers = {layer.name: layer for layer in prunable_layers(model)}
@@ -50,9 +52,9 @@ class MaskSet:
         self.masks = {}
         for name, layer in self.layers.items():
             k = kernel_of(layer)
-            self.masks[name] = np.ones(tuple(k.shape), bool)
-            self.vars[name] = keras.Variable(np.ones(tuple(k.shape), "float32"), trainable=False,
-                                             name=f"mask_{name}")
+            mask = np.asarray(k.numpy()) != 0 if from_zeros else np.ones(tuple(k.shape), bool)
+            self.masks[name] = mask
+            self.vars[name] = keras.Variable(mask.astype("float32"), trainable=False, name=f"mask_{name}")
             k.constraint = _MaskConstraint(self.vars[name])
 
     def kernel(self, name) -> np.ndarray:

@@ -20,6 +20,7 @@ The recipe (also in the README, "Pruning and compression"):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -58,6 +59,7 @@ class PruneStep:
     accepted: bool
     seconds: float
     epochs: int
+    extra: dict = field(default_factory=dict)   # method-specific facts (cycle, p, recorded steps...)
 
 
 @dataclass
@@ -96,6 +98,12 @@ class PruneHistory:
 def _keras():
     import keras
     return keras
+
+
+def _require_model(model) -> None:
+    if not isinstance(model, _keras().Model):
+        raise BadArgumentError(f"`model` must be a keras.Model. Received: {type(model).__name__}",
+                               rule="argument.model")
 
 
 def clone_model(model):
@@ -176,27 +184,39 @@ def _split_data(data, validation_data, validation_split):
 
 
 class _Trainer:
-    """Fit/evaluate on arrays or datasets with one set of settings."""
+    """Fit/evaluate on arrays or datasets with one set of settings (inside ``strategy``'s scope)."""
 
-    def __init__(self, model, train, val, batch_size, metric, compile_config):
+    def __init__(self, model, train, val, batch_size, metric, compile_config, strategy=None):
         self.model = model
         self.train = train
         self.val = val
         self.batch_size = batch_size
         self.metric = metric
         self.compile_config = compile_config
+        self.strategy = strategy
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     def compile(self):
-        self.model.compile_from_config(self.compile_config)
+        with self.scope():
+            self.model.compile_from_config(self.compile_config)
 
-    def fit(self, epochs: int):
+    def steps_per_epoch(self) -> int | None:
+        if isinstance(self.train, tuple):
+            return -(-len(self.train[0]) // self.batch_size)
+        n = int(self.train.cardinality())
+        return n if n >= 0 else None
+
+    def fit(self, epochs: int, callbacks=None):
         if epochs <= 0:
             return
         if isinstance(self.train, tuple):
             x, y = self.train
-            self.model.fit(x, y, batch_size=self.batch_size, epochs=epochs, verbose=0, shuffle=True)
-        else:
-            self.model.fit(self.train, epochs=epochs, verbose=0, shuffle=False)   # datasets shuffle themselves
+            self.model.fit(x, y, batch_size=self.batch_size, epochs=epochs, verbose=0, shuffle=True,
+                           callbacks=callbacks)
+        else:   # datasets shuffle themselves; under a strategy Keras splits each batch across replicas
+            self.model.fit(self.train, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)
 
     def evaluate(self) -> float:
         if isinstance(self.val, tuple):
@@ -248,12 +268,111 @@ def _dropouts_before(graph: LayerGraph, layer_name: str) -> list[str]:
     return out
 
 
+class _Run:
+    """What every pruning method shares: a working copy holding masks, its trainer, the baseline.
+
+    Built inside ``strategy``'s scope when one is given (see :mod:`sparsecomp.distribute`).
+    """
+
+    def __init__(self, model, data, *, validation_data, validation_split, batch_size, metric, optimizer, loss,
+                 metrics, learning_rate, strategy):
+        from .distribute import get_strategy
+        _require_model(model)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise BadArgumentError(f"`batch_size` must be an integer >= 1. Received: {batch_size!r}",
+                                   rule="argument.batch_size")
+        self.t_start = time.time()
+        self.source = model
+        self.strategy = get_strategy(strategy)
+        self.compile_args = (optimizer, loss, metrics, learning_rate)
+        self.cfg = _compile_config(model, optimizer, loss, metrics, learning_rate)
+        self.train, self.val = _split_data(data, validation_data, validation_split)
+        self.metric = metric
+        self.batch_size = batch_size
+        with self.scope():
+            self.work = clone_model(model)
+            self.masks = MaskSet(self.work, from_zeros=True)   # zeros of an earlier pruning stay zero
+        self.graph = LayerGraph(self.work)
+        self.trainer = _Trainer(self.work, self.train, self.val, batch_size, metric, self.cfg, self.strategy)
+        self.trainer.compile()
+        self.baseline = self.trainer.evaluate()
+        self.all_prunable = list(self.masks.layers)
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def train_only(self, names) -> None:
+        """Make exactly the layers ``names`` trainable (``None``: every layer) and recompile."""
+        for layer in self.work.layers:
+            if layer.weights:
+                layer.trainable = names is None or layer.name in names
+        self.trainer.compile()
+
+    def total_sparsity(self) -> float:
+        zeros = sum(int((~self.masks.masks[n]).sum()) for n in self.all_prunable)
+        size = sum(self.masks.masks[n].size for n in self.all_prunable)
+        return zeros / size if size else 0.0
+
+    def fine_tune(self, epochs: int, recovery_epochs: int, max_drop: float, callbacks=None):
+        """``epochs`` epochs, then up to ``recovery_epochs`` more while the drop exceeds ``max_drop``.
+
+        Returns ``(value, epochs_used, ok)``.
+        """
+        self.trainer.fit(epochs, callbacks=callbacks)
+        used = epochs
+        value = self.trainer.evaluate()
+        while self.baseline - value > max_drop + _METRIC_TOL and used < epochs + recovery_epochs:
+            self.trainer.fit(1, callbacks=callbacks)      # "until the accuracy drop can no longer be recovered"
+            used += 1
+            value = self.trainer.evaluate()
+        return value, used, self.baseline - value <= max_drop + _METRIC_TOL
+
+    def snapshot(self, extra=None):
+        return self.work.get_weights(), self.masks.snapshot(), extra
+
+    def restore(self, snap) -> None:
+        weights, masks, _ = snap
+        self.work.set_weights(weights)      # assigns every replica under a strategy
+        self.masks.restore(masks)
+
+    def finish(self, history) -> object:
+        """The model handed back: rebuilt from the config (no constraints), exact +0.0 where masked."""
+        self.masks.release()
+        with self.scope():
+            final = clone_model(self.work)
+            for n in self.all_prunable:
+                k = kernel_of(final.get_layer(n))
+                w = np.asarray(k.numpy())
+                k.assign(np.where(self.masks.masks[n], w, np.zeros_like(w)))
+            for layer in final.layers:
+                layer.trainable = True
+            final.compile_from_config(_compile_config(self.source, *self.compile_args))
+        history.final_sparsity = {n: self.masks.sparsity(n) for n in self.all_prunable}
+        history.final_metric = _Trainer(final, self.train, self.val, self.batch_size, self.metric, self.cfg,
+                                        self.strategy).evaluate()
+        history.seconds = time.time() - self.t_start
+        return final
+
+
+def _check_number(name, value, lo):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < lo:
+        raise BadArgumentError(f"`{name}` must be a finite number >= {lo}. Received: {name}={value!r}",
+                               rule=f"argument.{name}")
+
+
+def _check_count(name, value, lo=0):
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        raise BadArgumentError(f"`{name}` must be an integer >= {lo}. Received: {name}={value!r}",
+                               rule=f"argument.{name}")
+
+
 def prune(model, data, *, validation_data=None, validation_split: float = 0.1, groups="auto",
           q0: float = 0.5, step: float = 0.1, max_q: float = 6.0, min_step: float | None = None,
           max_drop: float = 0.002, target_sparsity: float | None = None,
-          epochs: int = 1, recovery_epochs: int = 2, batch_size: int = 128, metric: str = "accuracy", one_shot: bool = False,
-          q: float | None = None, optimizer=None, loss=None, metrics=None, learning_rate=None,
-          rescale_dropout: bool = True, progress=None):
+          epochs: int = 1, recovery_epochs: int = 2, batch_size: int = 128, metric: str = "accuracy",
+          one_shot: bool = False, q: float | None = None, optimizer=None, loss=None, metrics=None,
+          learning_rate=None, rescale_dropout: bool = True, max_epochs: int | None = None, strategy=None,
+          progress=None):
     """Prune ``model`` by iterative std-thresholds over frozen layer groups.
 
     Args:
@@ -276,86 +395,80 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
         epochs: fine-tuning epochs after each pruning step.
         recovery_epochs: when a step's drop exceeds ``max_drop`` after ``epochs``, up to this many
             more epochs are given to recover (checked after each) before the step is reverted.
+        batch_size: the global batch (split across replicas under a strategy).
+        max_epochs: a fine-tuning budget: no new step starts once this many epochs were used
+            (``None``: no budget). Lets methods be compared at the same budget.
         one_shot: prune every group once at ``q`` (default ``q0``) without fine-tuning.
         optimizer, loss, metrics, learning_rate: fine-tuning settings; default: the model's own
             compile config (a fresh optimizer per group).
+        strategy: ``None`` (plain Keras), a ``tf.distribute.Strategy``, or ``"default"``,
+            ``"mirrored"``, ``"multiworker"`` (see :mod:`sparsecomp.distribute`). The working model,
+            masks and optimizers are created in its scope; decisions are made once.
         progress: optional ``callable(step: PruneStep)``, called after every step.
 
     Returns:
         ``(pruned_model, history)``: a new compiled model whose pruned weights are exactly zero, and
         a :class:`PruneHistory`.
     """
-    keras = _keras()
-    if not isinstance(model, keras.Model):
-        raise BadArgumentError(f"`model` must be a keras.Model. Received: {type(model).__name__}",
-                               rule="argument.model")
     for name, value, lo in (("q0", q0, 0.0), ("step", step, 1e-9), ("max_q", max_q, 0.0),
                             ("max_drop", max_drop, 0.0), ("min_step", 1.0 if min_step is None else min_step, 1e-9),
                             ("target_sparsity", 0.5 if target_sparsity is None else target_sparsity, 0.0)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < lo:
-            raise BadArgumentError(f"`{name}` must be a finite number >= {lo}. Received: {name}={value!r}",
-                                   rule=f"argument.{name}")
+        _check_number(name, value, lo)
     if target_sparsity is not None and target_sparsity > 1:
         raise BadArgumentError(f"`target_sparsity` must be in [0, 1]. Received: {target_sparsity!r}",
                                rule="argument.target_sparsity")
-    for name, value in (("epochs", epochs), ("recovery_epochs", recovery_epochs)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise BadArgumentError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}",
-                                   rule=f"argument.{name}")
-    t_start = time.time()
+    _check_count("epochs", epochs)
+    _check_count("recovery_epochs", recovery_epochs)
+    if max_epochs is not None:
+        _check_count("max_epochs", max_epochs)
+    _require_model(model)
     groups = _normalize_groups(model, groups)
-    cfg = _compile_config(model, optimizer, loss, metrics, learning_rate)
-    train, val = _split_data(data, validation_data, validation_split)
-    work = clone_model(model)
-    graph = LayerGraph(work)
-    masks = MaskSet(work)
-    trainer = _Trainer(work, train, val, batch_size, metric, cfg)
-    trainer.compile()
-    baseline = trainer.evaluate()
+    run = _Run(model, data, validation_data=validation_data, validation_split=validation_split,
+               batch_size=batch_size, metric=metric, optimizer=optimizer, loss=loss, metrics=metrics,
+               learning_rate=learning_rate, strategy=strategy)
+    work, masks, graph, trainer, baseline = run.work, run.masks, run.graph, run.trainer, run.baseline
     history = PruneHistory(metric=metric, baseline=baseline, max_drop=max_drop, groups=groups,
-                           settings={"q0": q0, "step": step, "max_q": max_q, "min_step": min_step, "epochs": epochs,
-                                     "target_sparsity": target_sparsity,
+                           settings={"method": "std", "q0": q0, "step": step, "max_q": max_q, "min_step": min_step,
+                                     "epochs": epochs, "target_sparsity": target_sparsity,
                                      "recovery_epochs": recovery_epochs,
                                      "batch_size": batch_size, "one_shot": one_shot,
-                                     "q": q, "learning_rate": learning_rate})
+                                     "q": q, "learning_rate": learning_rate, "max_epochs": max_epochs,
+                                     "replicas": run.strategy.num_replicas_in_sync if run.strategy else 1})
     dropout_base = {d: work.get_layer(d).rate for g in groups.values() for n in g
                     for d in _dropouts_before(graph, n)}
-    all_prunable = list(masks.layers)
 
-    def total_sparsity():
-        zeros = sum(int((~masks.masks[n]).sum()) for n in all_prunable)
-        size = sum(masks.masks[n].size for n in all_prunable)
-        return zeros / size if size else 0.0
+    def rates():
+        return {d: work.get_layer(d).rate for d in dropout_base}
 
     def apply_dropout_rescale():
         if not rescale_dropout or not dropout_base:
             return False
         changed = False
-        for gname, names in groups.items():
+        for names in groups.values():
             for n in names:
                 for d in _dropouts_before(graph, n):
-                    density = 1.0 - masks.sparsity(n)
-                    new_rate = dropout_base[d] * math.sqrt(density)
+                    new_rate = dropout_base[d] * math.sqrt(1.0 - masks.sparsity(n))
                     if work.get_layer(d).rate != new_rate:
                         work.get_layer(d).rate = new_rate
                         changed = True
         return changed
 
     reached = False
+    spent = 0
     for gname, names in groups.items():
-        if reached:
+        if reached or (max_epochs is not None and spent >= max_epochs):
             break
-        for layer in work.layers:
-            if layer.weights:
-                layer.trainable = layer.name in names
-        trainer.compile()
+        run.train_only(names)
         sigma = {n: float(np.std(masks.kernel(n))) for n in names}
         history.sigma.update(sigma)
-        accepted = (work.get_weights(), masks.snapshot(), {d: work.get_layer(d).rate for d in dropout_base})
+        accepted = run.snapshot(rates())
         qv = float(q if (one_shot and q is not None) else q0)
         q_ok = None          # the last accepted q of this group
         cur_step = step
         while qv <= max_q + 1e-9:
+            if max_epochs is not None and spent >= max_epochs:
+                reached = True
+                break
             t0 = time.time()
             qv = float(round(qv, 10))
             thresholds = {n: std_threshold(sigma[n], qv) for n in names}
@@ -363,41 +476,35 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
                 masks.set(n, std_threshold_mask(masks.kernel(n), thresholds[n], masks.masks[n]))
             if apply_dropout_rescale():
                 trainer.compile()
-            used = 0
-            if not one_shot:
-                trainer.fit(epochs)
-                used = epochs
-            value = trainer.evaluate()
-            while not one_shot and baseline - value > max_drop + _METRIC_TOL and used < epochs + recovery_epochs:
-                trainer.fit(1)      # "until the accuracy drop can no longer be recovered"
-                used += 1
-                value = trainer.evaluate()
-            drop = baseline - value
-            ok = drop <= max_drop + _METRIC_TOL or one_shot
+            if one_shot:
+                value, used, ok = trainer.evaluate(), 0, True
+            else:
+                value, used, ok = run.fine_tune(epochs, recovery_epochs, max_drop)
+            spent += used
             st = PruneStep(group=gname, q=qv, thresholds=thresholds,
-                           sparsity={n: masks.sparsity(n) for n in names}, total_sparsity=total_sparsity(),
-                           val_metric=value, drop=drop, accepted=ok, seconds=time.time() - t0,
+                           sparsity={n: masks.sparsity(n) for n in names}, total_sparsity=run.total_sparsity(),
+                           val_metric=value, drop=baseline - value, accepted=ok, seconds=time.time() - t0,
                            epochs=used)
             history.steps.append(st)
             if progress is not None:
                 progress(st)
             log.info("group %s q=%.2f sparsity=%.4f %s=%.4f drop=%.4f %s", gname, qv, st.total_sparsity,
-                     metric, value, drop, "accepted" if ok else "reverted")
+                     metric, value, st.drop, "accepted" if ok else "reverted")
             if one_shot:
                 break
             if not ok:
-                weights, snap, rates = accepted
-                work.set_weights(weights)
-                masks.restore(snap)
-                for d, r in rates.items():
-                    work.get_layer(d).rate = r
+                run.restore(accepted)
+                if rates() != accepted[2]:
+                    for d, r in accepted[2].items():
+                        work.get_layer(d).rate = r
+                    trainer.compile()       # a dropout rate is read when the step is traced
                 base = q_ok if q_ok is not None else 0.0
                 cur_step = (qv - base) / 2
                 if min_step is None or cur_step < min_step - 1e-12:
                     break
                 qv = base + cur_step      # back off: try half the way to the q that failed
                 continue
-            accepted = (work.get_weights(), masks.snapshot(), {d: work.get_layer(d).rate for d in dropout_base})
+            accepted = run.snapshot(rates())
             if all(masks.sparsity(n) >= 1.0 for n in names):
                 break
             if target_sparsity is not None and st.total_sparsity >= target_sparsity:
@@ -405,18 +512,5 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
                 break
             q_ok = qv
             qv = qv + cur_step
-    masks.release()
-    final = clone_model(work)
-    # exact +0.0 where masked (the constraint already guarantees it; this makes it explicit)
-    for n in all_prunable:
-        k = kernel_of(final.get_layer(n))
-        w = np.asarray(k.numpy())
-        k.assign(np.where(masks.masks[n], w, np.zeros_like(w)))
-    for layer in final.layers:
-        layer.trainable = True
-    final.compile_from_config(_compile_config(model, optimizer, loss, metrics, learning_rate))
-    history.final_sparsity = {n: masks.sparsity(n) for n in all_prunable}
-    final_trainer = _Trainer(final, train, val, batch_size, metric, cfg)
-    history.final_metric = final_trainer.evaluate()
-    history.seconds = time.time() - t_start
+    final = run.finish(history)
     return final, history

@@ -276,6 +276,13 @@ def remove_units(model, plan: DeadUnitPlan):
                 weights[cname][1] = (weights[cname][1].astype(np.float64)
                                      + const * ck[:, :, unit, :].astype(np.float64).sum(axis=(0, 1))).astype(ck.dtype)
             weights[cname][0] = ck[:, :, keep, :]
+    del keras
+    return rebuild(model, config, weights)
+
+
+def rebuild(model, config: dict, weights: dict):
+    """A new model of ``type(model)`` from an edited ``config``, with ``weights`` (``{layer: [arrays]}``),
+    compiled like ``model`` when it was compiled. Shared by all surgery."""
     try:
         new = type(model).from_config(config)
     except Exception as exc:  # Keras raises various types for configs it cannot rebuild
@@ -287,8 +294,7 @@ def remove_units(model, plan: DeadUnitPlan):
         try:
             new.compile_from_config(model.get_compile_config())
         except Exception as exc:  # a compile config Keras cannot replay only loses the compile step
-            warnings.warn(f"the smaller model could not be compiled like the original: {exc}", stacklevel=2)
-    del keras
+            warnings.warn(f"the smaller model could not be compiled like the original: {exc}", stacklevel=3)
     return new
 
 

@@ -58,6 +58,22 @@ def prune_by_magnitude(model, sparsity, seed=0):
     return model
 
 
+def mnist_trained(name: str, n: int, epochs: int = 1, batch_size: int = 128, seed: int = 0):
+    """A ``models.zoo`` model trained briefly on the first ``n`` MNIST images: ``(model, (x, y))``."""
+    import keras
+
+    import sparsecomp
+    from models import zoo
+    (x, y), _ = sparsecomp.load_mnist()
+    x = x[:n, ..., None].astype("float32") / 255.0
+    y = y[:n].astype("int64")
+    keras.utils.set_random_seed(seed)
+    m = getattr(zoo, name)()
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
+    return m, (x, y)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -74,3 +74,45 @@ def test_prune_and_compress_commands(ckpt, capsys, tmp_path):
 def test_prune_bad_arguments_exit_cleanly(tmp_path, capsys):
     assert main(["prune", str(tmp_path / "missing.keras"), "-o", str(tmp_path / "o.keras")]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_compress_with_correlation_method(tmp_path, capsys):
+    from models import zoo
+    m = zoo.lenet_300_100()
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.save(tmp_path / "dense.keras")
+    assert main(["compress", str(tmp_path / "dense.keras"), "--data", "mnist", "-o", str(tmp_path / "c.sparse.h5"),
+                 "--method", "correlation", "--layers", "fc3", "--max-cycles", "1", "--max-drop", "1.0",
+                 "--json", str(tmp_path / "c.json")]) == 0
+    hist = json.loads((tmp_path / "c.json").read_text())["history"]
+    assert hist["settings"]["method"] == "correlation" and hist["settings"]["p"] == 0.4
+    assert [s["group"] for s in hist["steps"]] == ["fc3"]
+    assert hist["steps"][0]["extra"]["pruned_now"] > 0
+    assert main(["verify", str(tmp_path / "c.sparse.h5")]) == 0
+    capsys.readouterr()
+    assert main(["compress", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "x.sparse.h5"),
+                 "--method", "correlation", "--q0", "0.3"]) == 1
+    assert "--q0 belongs to --method std" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "x.keras"), "--layers", "fc1"]) == 1
+    assert "--layers belongs to --method correlation" in capsys.readouterr().err
+    assert not (tmp_path / "x.sparse.h5").exists() and not (tmp_path / "x.keras").exists()
+
+
+def test_prune_structured_command(tmp_path, capsys):
+    import keras
+
+    from models import zoo
+    m = zoo.lenet5()
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.save(tmp_path / "dense.keras")
+    assert main(["prune-structured", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "s.keras"),
+                 "--criterion", "l1", "--fraction", "0.5", "--scope", "layer", "--epochs", "0", "--max-drop", "1",
+                 "--history", str(tmp_path / "h.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "round  1 l1" in err and "filters per layer: conv1 10/20, conv2 25/50, fc1 250/500" in out
+    s = keras.saving.load_model(tmp_path / "s.keras")
+    assert tuple(s.get_layer("conv2").kernel.shape) == (5, 5, 10, 25)
+    assert json.loads((tmp_path / "h.json").read_text())["rounds"][0]["filters"]["fc1"] == [250, 500]
+    assert main(["prune-structured", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "t.keras"),
+                 "--criterion", "magnitude", "--threshold", "0.5"]) == 1
+    assert "fraction" in capsys.readouterr().err and not (tmp_path / "t.keras").exists()

@@ -183,3 +183,15 @@ def test_target_sparsity_stops_the_schedule(trained, mnist_small):
     assert all(s.total_sparsity < 0.6 for s in accepted[:-1])      # it stopped at the first step past it
     with pytest.raises(BadArgumentError):
         sparsecomp.prune(trained, (x, y), target_sparsity=1.5)
+
+
+def test_max_epochs_is_a_fine_tuning_budget(trained, mnist_small):
+    (x, y), _ = mnist_small
+    _, hist = sparsecomp.prune(trained, (x, y), q0=0.5, step=0.5, max_q=5.0, epochs=1, recovery_epochs=0,
+                               max_drop=1.0, max_epochs=2)
+    assert [s.epochs for s in hist.steps] == [1, 1]
+    _, hist = sparsecomp.prune_correlation(trained, (x, y), epochs=1, recovery_epochs=0, max_drop=1.0,
+                                           max_epochs=3)
+    assert [s.epochs for s in hist.steps] == [2, 1]          # the first step records for one epoch first
+    with pytest.raises(BadArgumentError, match="max_epochs"):
+        sparsecomp.prune(trained, (x, y), max_epochs=-1)

@@ -26,10 +26,14 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     sparsecomp.pack("w.weights.h5", "weights.sparse.h5")
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert len(blocks) >= 2
-    ns = {"model": model, "x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+    resnet = zoo.resnet_small()
+    resnet.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    ns = {"model": model, "resnet": resnet, "x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
           "sparsecomp": sparsecomp, "print": lambda *a, **k: None}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), ns)
+    assert ns["history"].rounds and ns["small"].count_params() <= resnet.count_params()
+    assert (tmp_path / "m.sparse.h5").exists()
     assert (tmp_path / "model.sparse.h5").exists() and (tmp_path / "report" / "report.html").exists()
     assert isinstance(ns["result"].summary["file ratio (Keras / sparse)"], float)
     assert np.all(np.isfinite(ns["smaller"].predict(x_test[:4], verbose=0)))
