@@ -68,6 +68,8 @@ def main():
     p.add_argument("--recovery-epochs", type=int, default=None)
     p.add_argument("--groups", nargs="*", default=None,
                    help="groups pruned in order, each comma-separated layer names (default: conv, then fc)")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="fine-tune with AdamW and this decoupled weight decay (default: the model's Adam)")
     p.add_argument("--validation-split", type=float, default=None,
                    help="fraction of the training images held out for the accept/revert decisions (default 1/12)")
     p.add_argument("--out", default=None, help="where to keep the files and the HTML report (default: temp)")
@@ -79,6 +81,8 @@ def main():
         cfg["groups"] = [g.split(",") for g in args.groups]
     if args.validation_split is not None:
         cfg["validation_split"] = args.validation_split
+    if args.weight_decay is not None:
+        cfg["weight_decay"] = args.weight_decay
     for k in ("q0", "step", "max_q", "max_drop", "learning_rate", "epochs", "recovery_epochs", "min_step",
               "target_sparsity"):
         if getattr(args, k) is not None:
@@ -112,7 +116,9 @@ def main():
                               q0=cfg["q0"], step=cfg["step"], max_q=cfg["max_q"], max_drop=cfg["max_drop"],
                               epochs=cfg["epochs"], recovery_epochs=cfg["recovery_epochs"],
                               min_step=cfg.get("min_step"), target_sparsity=cfg.get("target_sparsity"),
-                              learning_rate=cfg["learning_rate"])
+                              learning_rate=cfg["learning_rate"],
+                              optimizer=(keras.optimizers.AdamW(cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+                                         if cfg.get("weight_decay") else None))
     compress_s = time.time() - t0
     s = res.summary
     dense_acc, comp_acc = s["dense test accuracy"], s["compressed test accuracy"]

@@ -263,8 +263,9 @@ def add_prune_commands(sub, progress_flag) -> None:
     p.add_argument("--epochs", type=int, default=1, help="retraining epochs per round")
     p.add_argument("--recovery-epochs", type=int, default=0)
     p.add_argument("--equalization", choices=["arithmetic_mean", "geometric_mean", "union", "intersection"],
-                   default="arithmetic_mean", help="how channels joined by Add/Multiply/... get one score")
-    p.add_argument("--normalizer", choices=["max", "mean"], default="max", help="tlt: divide norms by the layer's")
+                   default="union", help="how channels joined by Add/Multiply/... get one score (TLT's default: union)")
+    p.add_argument("--normalizer", choices=["max", "mean", "l2"], default="max",
+                   help="tlt: divide norms by the layer's max, mean, or the L2 norm of all its norms")
     p.add_argument("--granularity", type=int, default=1, help="kept channels per layer: a multiple of this (tlt: 8)")
     p.add_argument("--min-filters", type=int, default=1, help="never keep fewer channels in a layer (tlt: 16)")
     p.add_argument("--exclude", nargs="*", default=None, help="layers whose channels stay")

@@ -16,7 +16,7 @@ from .errors import BadArgumentError
 
 __all__ = ["std_threshold", "std_threshold_mask", "magnitude_fraction_mask", "correlation_mask",
            "filter_matrix", "l1_scores", "l2_scores", "apoz_scores", "random_scores", "tlt_normalize",
-           "equalize", "EQUALIZATIONS", "round_up_kept"]
+           "equalize", "EQUALIZATIONS", "NORMALIZERS", "round_up_kept"]
 
 
 def std_threshold(sigma: float, q: float) -> float:
@@ -131,20 +131,24 @@ def random_scores(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.random(int(n))
 
 
+NORMALIZERS = ("max", "mean", "l2")
+
+
 def tlt_normalize(norms: np.ndarray, normalizer: str = "max") -> np.ndarray:
-    """NVIDIA TLT-style: a layer's filter norms divided by their maximum (default) or mean."""
+    """NVIDIA TLT-style: a layer's filter norms divided by their maximum (default), their mean, or
+    the L2 norm of the vector of all its filter norms (TLT's other normalizer)."""
     norms = np.asarray(norms, np.float64)
-    if normalizer not in ("max", "mean"):
-        raise BadArgumentError(f"`normalizer` must be 'max' or 'mean'. Received: {normalizer!r}",
+    if normalizer not in NORMALIZERS:
+        raise BadArgumentError(f"`normalizer` must be one of {list(NORMALIZERS)}. Received: {normalizer!r}",
                                rule="argument.normalizer")
-    d = norms.max() if normalizer == "max" else norms.mean()
+    d = {"max": norms.max, "mean": norms.mean, "l2": lambda: np.sqrt((norms * norms).sum())}[normalizer]()
     return norms / d if d > 0 else np.zeros_like(norms)
 
 
 EQUALIZATIONS = ("arithmetic_mean", "geometric_mean", "union", "intersection")
 
 
-def equalize(scores: list, op: str = "arithmetic_mean") -> np.ndarray:
+def equalize(scores: list, op: str = "union") -> np.ndarray:
     """One score per channel for channels that several layers must lose together (the inputs of an
     element-wise Add, Multiply...), as TLT's equalization operators:
 

@@ -7,8 +7,9 @@ passes ``max_drop`` (that round is reverted) or ``rounds`` rounds are done:
   :mod:`sparsecomp.criteria`: ``l1`` (mean ``|w|`` per filter), ``l2`` (RMS per filter or Dense
   unit), ``apoz`` (1 - the average percentage of zeros of the channel's ReLU output over real
   training inputs), ``random`` (the control), ``tlt`` (NVIDIA TLT: L2 norms divided by the layer's
-  max or mean). Channels several layers must lose together (the inputs of an Add...) get one score
-  by an equalization operator (arithmetic/geometric mean, union, intersection).
+  max, mean or L2 norm of all its norms). Channels several layers must lose together (the inputs
+  of an Add...) get one score by an equalization operator (arithmetic/geometric mean, ``union``
+  — TLT's default and ours —, intersection).
 - **select**: a ``fraction`` of the channels, lowest-ranked across the network (``scope="global"``)
   or in every group alike (``scope="layer"``); or every channel whose score is below
   ``threshold``. Kept counts are rounded up to a multiple of ``granularity`` and never fall below
@@ -125,7 +126,7 @@ def _sample_inputs(data, n: int):
     return np.asarray(data[0][:n])
 
 
-def channel_scores(model, criterion: str, *, inputs=None, equalization: str = "arithmetic_mean",
+def channel_scores(model, criterion: str, *, inputs=None, equalization: str = "union",
                    normalizer: str = "max", seed: int = 0, batch_size: int = 256, cg: ChannelGraph | None = None) -> dict:
     """``{group id: scores}`` for every prunable channel group of ``model`` (higher = keep).
 
@@ -240,7 +241,7 @@ def _filters(model) -> dict:
 
 def prune_structured(model, data, *, criterion: str = "l1", fraction: float | None = 0.1, threshold: float | None = None,
                      scope: str = "global", rounds: int = 1, max_drop: float = 0.01, epochs: int = 1,
-                     recovery_epochs: int = 0, equalization: str = "arithmetic_mean", normalizer: str = "max",
+                     recovery_epochs: int = 0, equalization: str = "union", normalizer: str = "max",
                      granularity: int = 1, min_channels: int = 1, exclude=(), apoz_samples: int = 1024, seed: int = 0,
                      validation_data=None, validation_split: float = 0.1, batch_size: int = 128,
                      metric: str = "accuracy", optimizer=None, loss=None, metrics=None, learning_rate=None,

@@ -50,6 +50,24 @@ def test_same_result_as_single_device(mirrored_run):
     assert r["source_untouched"]
 
 
+def test_correlation_pruning_under_mirrored_strategy(mirrored_run):
+    r = mirrored_run
+    assert [s[0] for s in r["corr_steps_single"]] == ["fc3", "fc2", "fc1"]
+    assert all(s[1] > 0 and s[2] >= 2 for s in r["corr_steps_single"])
+    assert r["corr_steps_single"] == r["corr_steps_mirrored"]       # same layers, same counts pruned
+    assert r["corr_max_abs_weight_diff"] < 1e-4
+
+
+def test_structured_pruning_under_mirrored_strategy(mirrored_run):
+    r = mirrored_run
+    single, mirrored = r["struct_filters"]
+    assert single == mirrored and single["fc1"] == [48, 64]
+    assert r["struct_params"][0] == r["struct_params"][1]
+    assert r["struct_val"][0] == pytest.approx(r["struct_val"][1], abs=2 / 512)
+    assert r["struct_kinds"] == ["MirroredVariable"]
+    assert r["struct_max_abs_weight_diff"] < 1e-4
+
+
 def test_strategy_names():
     import tensorflow as tf
     assert get_strategy(None) is None

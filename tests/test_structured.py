@@ -153,6 +153,7 @@ def test_structured_criteria():
     np.testing.assert_allclose(apoz_scores([0, 5, 10], 10), [1.0, 0.5, 0.0])
     np.testing.assert_allclose(tlt_normalize([1.0, 2.0, 4.0]), [0.25, 0.5, 1.0])
     np.testing.assert_allclose(tlt_normalize([1.0, 2.0, 3.0], "mean"), [0.5, 1.0, 1.5])
+    np.testing.assert_allclose(tlt_normalize([3.0, 4.0], "l2"), [0.6, 0.8])
     a, b = np.array([0.2, 0.9, 0.5]), np.array([0.8, 0.1, 0.5])
     np.testing.assert_allclose(equalize([a, b], "arithmetic_mean"), [0.5, 0.5, 0.5])
     np.testing.assert_allclose(equalize([a, b], "geometric_mean"), [0.4, 0.3, 0.5])

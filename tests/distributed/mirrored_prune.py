@@ -102,6 +102,29 @@ def main():
             np.all(ri[~(masks_single[k])] == 0) for k, r in per_replica.items() for ri in r),
         "source_untouched": all(np.array_equal(a, b) for a, b in zip(model.get_weights(), make_model(x, y).get_weights())),
     }
+    # correlation pruning: the recorder's statistics are updated inside each replica's step
+    ckw = dict(validation_data=val, q=1.0, p=0.4, epochs=1, recovery_epochs=0, max_drop=0.5, max_cycles=1,
+               record_fraction=0.5)
+    keras.utils.set_random_seed(1)
+    c1, ch1 = sparsecomp.prune_correlation(model, train, **ckw)
+    keras.utils.set_random_seed(1)
+    c2, ch2 = sparsecomp.prune_correlation(model, train, strategy=strategy, **ckw)
+    res["corr_steps_single"] = [(s.group, s.extra["pruned_now"], s.extra["recorded_iterations"]) for s in ch1.steps]
+    res["corr_steps_mirrored"] = [(s.group, s.extra["pruned_now"], s.extra["recorded_iterations"]) for s in ch2.steps]
+    res["corr_max_abs_weight_diff"] = max(float(np.max(np.abs(a - b))) for a, b in zip(c1.get_weights(),
+                                                                                        c2.get_weights()))
+    # structured pruning: surgery, then retraining under the strategy
+    skw = dict(validation_data=val, criterion="l1", fraction=0.25, scope="layer", rounds=1, epochs=1, max_drop=1.0)
+    keras.utils.set_random_seed(1)
+    s1, sh1 = sparsecomp.prune_structured(model, train, **skw)
+    keras.utils.set_random_seed(1)
+    s2, sh2 = sparsecomp.prune_structured(model, train, strategy=strategy, **skw)
+    res["struct_filters"] = [sh1.rounds[0].filters, sh2.rounds[0].filters]
+    res["struct_params"] = [sh1.final_params, sh2.final_params]
+    res["struct_val"] = [sh1.final_metric, sh2.final_metric]
+    res["struct_kinds"] = sorted({type(kernel_of(layer).value).__name__ for layer in prunable_layers(s2)})
+    res["struct_max_abs_weight_diff"] = max(float(np.max(np.abs(a - b))) for a, b in zip(s1.get_weights(),
+                                                                                          s2.get_weights()))
     print("RESULT " + json.dumps(res))
 
 
