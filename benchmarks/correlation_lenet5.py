@@ -93,6 +93,9 @@ def main():
                         "margin; set before any run). Both methods get it")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--out", default=None)
+    p.add_argument("--overhead-only", action="store_true",
+                   help="only measure the recording overhead (on the dense baseline), --repeats alternations")
+    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
 
     import keras
@@ -108,6 +111,11 @@ def main():
         from models.train import train
         model, info = train("lenet5", epochs=12, verbose=0)
     (x, y), test = mnist_for(model)
+    if args.overhead_only:
+        ratio, with_r, without = recording_overhead(model, (x[:-5000], y[:-5000]), repeats=args.repeats)
+        print(f"recording epoch / plain epoch: {ratio:.3f} (median of {args.repeats}; {with_r} vs {without})")
+        print(f"wrote {write_result('correlation_lenet5', {'baseline': info, 'overhead_only': True, 'recording_epoch_ratio': round(ratio, 3), 'recording_epoch_seconds': with_r, 'plain_epoch_seconds': without})}")
+        return 0
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp())
     out.mkdir(parents=True, exist_ok=True)
 

@@ -9,7 +9,8 @@ the same fraction of its filters/units, so criteria are compared at equal parame
 retraining ``--epochs`` epochs (Adam, ``--lr``) on the first ``--train-images`` training images
 (default: all 55,000 outside the validation split; BatchNorm's moving statistics need the steps),
 then test accuracy.
-Writes a table, ``structured_criteria.png`` (test accuracy against weights removed, one line per
+``l1_bn`` is L1 with ``fold_bn=True`` (each filter's norm times the scale of the BatchNorm after
+it), run on models that have BatchNorm. Writes a table, ``benchmarks/results/structured_criteria.png`` (test accuracy against weights removed, one line per
 criterion) and ``benchmarks/results/structured.json``.
 
 On ``resnet_small`` (identity and projection shortcuts): TLT threshold pruning (L2 norms divided by
@@ -40,6 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+RESULTS_DIR = HERE / "results"
 BASELINE_EPOCHS = {"lenet5": 12, "vgg_small_bn": 4, "resnet_small": 4}
 
 
@@ -94,7 +96,7 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
-    colors = {"l1": "#2a7", "apoz": "#36c", "random": "#c33", "l2": "#a6a"}
+    colors = {"l1": "#2a7", "apoz": "#36c", "random": "#c33", "l2": "#a6a", "l1_bn": "#e90"}
     for ax, name in zip(axes.flat, models):
         sub = [r for r in rows if r["model"] == name]
         dense = sub[0]["dense_test_accuracy"]
@@ -114,7 +116,9 @@ def plot(rows, path):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=["lenet5", "vgg_small_bn"])
-    p.add_argument("--criteria", nargs="*", default=["l1", "apoz", "random"])
+    p.add_argument("--criteria", nargs="*", default=["l1", "apoz", "random", "l1_bn"],
+                   help="NAME_bn = NAME with fold_bn=True (norms scaled by the following BatchNorm; "
+                        "skipped for models without BatchNorm)")
     p.add_argument("--fractions", nargs="*", type=float, default=[0.1, 0.2, 0.3, 0.5])
     p.add_argument("--train-images", type=int, default=55000, help="retraining images (the validation 5,000 excluded)")
     p.add_argument("--epochs", type=int, default=1)
@@ -153,9 +157,13 @@ def main():
         (_, _), test = mnist_for(model)
         dense_acc = test_accuracy(model, test)
         dense_w = kernel_weights(model)
+        has_bn = any(type(layer).__name__ == "BatchNormalization" for layer in model.layers)
         for crit in args.criteria:
+            base, fold = (crit[:-3], True) if crit.endswith("_bn") else (crit, False)
+            if fold and not has_bn:
+                continue
             for frac in args.fractions:
-                pruned, hist, test, secs = one_round(model, name, crit, fraction=frac, scope="layer")
+                pruned, hist, test, secs = one_round(model, name, base, fraction=frac, scope="layer", fold_bn=fold)
                 acc = test_accuracy(pruned, test)
                 row = {"model": name, "criterion": crit, "fraction": frac, "dense_test_accuracy": dense_acc,
                        "test_accuracy": acc, "drop_points": round(100 * (dense_acc - acc), 3),
@@ -169,7 +177,7 @@ def main():
                 if crit == "l1" and frac == max(args.fractions):
                     kept_models[name] = (model, pruned)
     if rows:
-        plot(rows, out / "structured_criteria.png")
+        plot(rows, RESULTS_DIR / "structured_criteria.png")
     if not args.no_resnet:
         model, info = baseline("resnet_small")
         (_, _), test = mnist_for(model)
@@ -201,7 +209,7 @@ def main():
             print(f"inference {name} batch {batch}: pruned/dense time {ratio:.3f} "
                   f"({secs['pruned'] * 1e3:.2f} ms vs {secs['dense'] * 1e3:.2f} ms)", flush=True)
     figures = {"train_images": n, "epochs": args.epochs, "learning_rate": args.lr, "criteria_rows": rows,
-               "tlt_resnet_rows": tlt_rows, "inference": timing, "plot": str(out / "structured_criteria.png"),
+               "tlt_resnet_rows": tlt_rows, "inference": timing, "plot": "benchmarks/results/structured_criteria.png",
                "total_seconds": round(time.time() - t_all, 1)}
     (out / "structured.json").write_text(json.dumps(figures, indent=1, default=str))
     print(f"wrote {write_result('structured', figures)}")

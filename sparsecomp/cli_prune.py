@@ -221,7 +221,7 @@ def _cmd_prune_structured(args) -> int:
         model, (x, y), criterion=args.criterion, fraction=fraction, threshold=args.threshold, scope=args.scope,
         rounds=args.rounds, max_drop=args.max_drop, epochs=args.epochs, recovery_epochs=args.recovery_epochs,
         equalization=args.equalization, normalizer=args.normalizer, granularity=args.granularity,
-        min_channels=args.min_filters, exclude=args.exclude or (), seed=args.seed, batch_size=args.batch_size,
+        min_channels=args.min_filters, exclude=args.exclude or (), fold_bn=args.fold_bn, seed=args.seed, batch_size=args.batch_size,
         learning_rate=args.lr, validation_split=args.validation_split, strategy=strategy, progress=_RoundPrinter())
     pruned.save(args.output)
     if args.history:
@@ -269,6 +269,8 @@ def add_prune_commands(sub, progress_flag) -> None:
     p.add_argument("--granularity", type=int, default=1, help="kept channels per layer: a multiple of this (tlt: 8)")
     p.add_argument("--min-filters", type=int, default=1, help="never keep fewer channels in a layer (tlt: 16)")
     p.add_argument("--exclude", nargs="*", default=None, help="layers whose channels stay")
+    p.add_argument("--fold-bn", action="store_true",
+                   help="l1/l2/tlt: scale each filter's norm by the BatchNormalization right after it")
     p.add_argument("--seed", type=int, default=0, help="for --criterion random")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=None)

@@ -80,11 +80,14 @@ def plot_accuracy(history, path) -> None:
     ax2.plot(xs, [s.total_sparsity for s in steps], color="#d6613e", lw=1.5, label="sparsity (all kernels)")
     ax2.set_ylabel("sparsity")
     ax2.set_ylim(0, 1)
-    groups = [s.group for s in steps]
-    for i in range(1, len(groups)):
-        if groups[i] != groups[i - 1]:
+    # separators: between groups (std schedule) or between cycles over the layers (correlation)
+    cycles = [(getattr(s, "extra", None) or {}).get("cycle") for s in steps]
+    marks = cycles if all(c is not None for c in cycles) and steps else [s.group for s in steps]
+    for i in range(1, len(marks)):
+        if marks[i] != marks[i - 1]:
             ax.axvline(i + 0.5, color="#aaa", lw=1)
-    ax.set_xlabel("pruning step (o accepted, x reverted)")
+    ax.set_xlabel("pruning step (o accepted, x reverted); lines: " +
+                  ("cycles" if marks is cycles else "groups"))
     ax.set_ylabel(f"validation {history.metric}")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()

@@ -126,11 +126,29 @@ def _sample_inputs(data, n: int):
     return np.asarray(data[0][:n])
 
 
+def _bn_scale(cg: ChannelGraph, producer: str):
+    """``|gamma| / sqrt(moving_variance + epsilon)`` of the BatchNormalization that directly follows
+    ``producer`` (its only consumer), or ``None``: the factor by which BN rescales each channel."""
+    cons = cg.graph.consumers_of(producer)
+    if len(cons) != 1:
+        return None
+    bn = cg.model.get_layer(cons[0])
+    if type(bn).__name__ != "BatchNormalization":
+        return None
+    w = {v.path.rpartition("/")[2]: np.asarray(v.numpy(), np.float64) for v in bn.weights}
+    gamma = np.abs(w["gamma"]) if "gamma" in w else np.ones_like(w["moving_variance"])
+    return gamma / np.sqrt(w["moving_variance"] + bn.get_config()["epsilon"])
+
+
 def channel_scores(model, criterion: str, *, inputs=None, equalization: str = "union",
-                   normalizer: str = "max", seed: int = 0, batch_size: int = 256, cg: ChannelGraph | None = None) -> dict:
+                   normalizer: str = "max", fold_bn: bool = False, seed: int = 0, batch_size: int = 256,
+                   cg: ChannelGraph | None = None) -> dict:
     """``{group id: scores}`` for every prunable channel group of ``model`` (higher = keep).
 
     ``inputs``: real input samples (APoZ only). Groups with several producers are equalized.
+    ``fold_bn`` (l1, l2, tlt): multiply each filter's norm by the scale ``|gamma|/sqrt(var+eps)`` of
+    a BatchNormalization right after it — the norm of the filter BN folding would produce. Without
+    it, a kernel norm says little in a BN network: BN undoes any rescaling of the kernel.
     """
     if criterion not in CRITERIA or criterion == "magnitude":
         raise BadArgumentError(f"`criterion` must be one of {[c for c in CRITERIA if c != 'magnitude']} here. "
@@ -170,12 +188,14 @@ def channel_scores(model, criterion: str, *, inputs=None, equalization: str = "u
         for p in cg.producers(g):
             layer = model.get_layer(p)
             k = np.asarray(kernel_of(layer).numpy())
+            scale = _bn_scale(cg, p) if fold_bn and criterion in ("l1", "l2", "tlt") else None
+            scale = 1.0 if scale is None else scale
             if criterion == "l1":
-                scores.append(l1_scores(k, _transposed(layer)))
+                scores.append(l1_scores(k, _transposed(layer)) * scale)
             elif criterion == "l2":
-                scores.append(l2_scores(k, _transposed(layer)))
+                scores.append(l2_scores(k, _transposed(layer)) * scale)
             elif criterion == "tlt":
-                scores.append(tlt_normalize(l2_scores(k, _transposed(layer), normalize=False), normalizer))
+                scores.append(tlt_normalize(l2_scores(k, _transposed(layer), normalize=False) * scale, normalizer))
             elif criterion == "apoz":
                 scores.append(per_producer[p])
             else:
@@ -242,7 +262,8 @@ def _filters(model) -> dict:
 def prune_structured(model, data, *, criterion: str = "l1", fraction: float | None = 0.1, threshold: float | None = None,
                      scope: str = "global", rounds: int = 1, max_drop: float = 0.01, epochs: int = 1,
                      recovery_epochs: int = 0, equalization: str = "union", normalizer: str = "max",
-                     granularity: int = 1, min_channels: int = 1, exclude=(), apoz_samples: int = 1024, seed: int = 0,
+                     granularity: int = 1, min_channels: int = 1, exclude=(), fold_bn: bool = False,
+                     apoz_samples: int = 1024, seed: int = 0,
                      validation_data=None, validation_split: float = 0.1, batch_size: int = 128,
                      metric: str = "accuracy", optimizer=None, loss=None, metrics=None, learning_rate=None,
                      strategy=None, progress=None):
@@ -287,6 +308,7 @@ def prune_structured(model, data, *, criterion: str = "l1", fraction: float | No
                                           "recovery_epochs": recovery_epochs, "equalization": equalization,
                                           "normalizer": normalizer, "granularity": granularity,
                                           "min_channels": min_channels, "exclude": list(exclude or ()),
+                                          "fold_bn": fold_bn,
                                           "seed": seed, "batch_size": batch_size, "learning_rate": learning_rate})
     apoz_inputs = _sample_inputs(train, apoz_samples) if criterion == "apoz" else None
     final_value = baseline
@@ -307,7 +329,7 @@ def prune_structured(model, data, *, criterion: str = "l1", fraction: float | No
             else:
                 cg = ChannelGraph(current)
                 scores = channel_scores(current, criterion, inputs=apoz_inputs, equalization=equalization,
-                                        normalizer=normalizer, seed=seed + r, cg=cg)
+                                        normalizer=normalizer, fold_bn=fold_bn, seed=seed + r, cg=cg)
                 plan = select_channels(cg, scores, fraction=fraction, threshold=threshold, scope=scope,
                                        granularity=granularity, min_channels=min_channels, exclude=exclude)
                 removed = plan.n_channels

@@ -201,6 +201,19 @@ def test_equalized_scores_on_a_residual_group():
         np.testing.assert_allclose(s, fn(*norms))
 
 
+def test_fold_bn_scales_norms_by_the_following_batchnorm():
+    model = _kitchen_sink()
+    cg = ChannelGraph(model)
+    bn = model.get_layer("b1bn1")
+    gamma, _, _, var = [np.asarray(w, np.float64) for w in bn.get_weights()]
+    plain = channel_scores(model, "l1", cg=cg)[cg.group_of("b1c1")]
+    folded = channel_scores(model, "l1", cg=cg, fold_bn=True)[cg.group_of("b1c1")]
+    np.testing.assert_allclose(folded, plain * np.abs(gamma) / np.sqrt(var + bn.epsilon), rtol=1e-6)
+    fc = cg.group_of("fc1")                                      # no BN after it: unchanged
+    np.testing.assert_allclose(channel_scores(model, "l1", cg=cg, fold_bn=True)[fc],
+                               channel_scores(model, "l1", cg=cg)[fc])
+
+
 @pytest.fixture(scope="module")
 def mnist_lenet5():
     return mnist_trained("lenet5", 3000, batch_size=64)
