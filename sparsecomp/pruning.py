@@ -62,8 +62,18 @@ class PruneStep:
     extra: dict = field(default_factory=dict)   # method-specific facts (cycle, p, recorded steps...)
 
 
+class JsonRecord:
+    """Plain-data dataclasses that round-trip through JSON (``asdict`` recurses into nested ones)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self, indent=2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
 @dataclass
-class PruneHistory:
+class PruneHistory(JsonRecord):
     """Everything ``prune`` decided, in order; plain data (``to_dict`` / ``to_json``)."""
 
     metric: str
@@ -79,14 +89,6 @@ class PruneHistory:
 
     def accepted_steps(self) -> list:
         return [s for s in self.steps if s.accepted]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["steps"] = [asdict(s) for s in self.steps]
-        return d
-
-    def to_json(self, indent=2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
     def from_dict(cls, d: dict) -> "PruneHistory":

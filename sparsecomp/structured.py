@@ -24,10 +24,9 @@ passes ``max_drop`` (that round is reverted) or ``rounds`` rounds are done:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,8 +35,8 @@ from .criteria import (EQUALIZATIONS, apoz_scores, equalize, l1_scores, l2_score
                        random_scores, round_up_kept, tlt_normalize)
 from .errors import BadArgumentError
 from .masks import MaskSet, kernel_of
-from .pruning import (_METRIC_TOL, _check_count, _check_number, _compile_config, _require_model, _split_data,
-                      _Trainer, clone_model)
+from .pruning import (_METRIC_TOL, JsonRecord, _check_count, _check_number, _compile_config, _require_model,
+                      _split_data, _Trainer, clone_model)
 
 __all__ = ["prune_structured", "channel_scores", "select_channels", "StructuredHistory", "StructuredRound",
            "CRITERIA"]
@@ -63,7 +62,7 @@ class StructuredRound:
 
 
 @dataclass
-class StructuredHistory:
+class StructuredHistory(JsonRecord):
     metric: str
     baseline: float
     max_drop: float
@@ -74,13 +73,11 @@ class StructuredHistory:
     final_params: int | None = None
     seconds: float = 0.0
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["rounds"] = [asdict(r) for r in self.rounds]
-        return d
-
-    def to_json(self, indent=2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+    @classmethod
+    def from_dict(cls, d: dict) -> "StructuredHistory":
+        d = dict(d)
+        d["rounds"] = [StructuredRound(**r) for r in d.get("rounds", [])]
+        return cls(**d)
 
 
 def _transposed(layer) -> bool:

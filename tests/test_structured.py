@@ -1,6 +1,8 @@
 """Structured pruning: channel groups, exact surgery through BN/Add/Concatenate/Depthwise/Flatten,
 criteria, selection, and the rank-prune-retrain loop."""
 
+import json
+
 import numpy as np
 import pytest
 from conftest import mnist_trained
@@ -240,6 +242,9 @@ def test_loop_rounds_history_and_revert(mnist_lenet5):
     assert tuple(pruned.get_layer("conv2").kernel.shape) == (5, 5, 13, 32)          # 50 -> 40 -> 32 filters
     assert tuple(pruned.get_layer("fc1").kernel.shape) == (4 * 4 * 32, 320)         # Flatten rows follow
     assert hist.final_params == pruned.count_params() < hist.dense_params
+    from sparsecomp.structured import StructuredHistory
+    again = StructuredHistory.from_dict(json.loads(hist.to_json()))
+    assert again == hist and again.rounds[1].filters["conv1"] == [13, 16]
     # max_drop=0 with half the filters gone each round: the round fails and is reverted
     same, hist = prune_structured(model, data, criterion="random", fraction=0.9, scope="layer", rounds=3,
                                   max_drop=0.0, epochs=0)
