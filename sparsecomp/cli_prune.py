@@ -85,7 +85,8 @@ def _outputs_of(args, strategy, names):
 def _prune_kwargs(args, strategy=None):
     common = dict(strategy=strategy, max_drop=args.max_drop, target_sparsity=args.target_sparsity,
                   epochs=args.epochs, recovery_epochs=args.recovery_epochs, batch_size=args.batch_size,
-                  learning_rate=args.lr, validation_split=args.validation_split)
+                  learning_rate=args.lr, lr_decay=args.lr_decay, l2=args.l2,
+                  validation_split=args.validation_split)
     if args.method == "correlation":
         for flag in ("groups", "q0", "step", "max_q", "min_step"):
             if getattr(args, flag) not in (None, _DEFAULTS_STD.get(flag)):
@@ -176,6 +177,10 @@ def _common(p, progress_flag):
                    help="extra epochs a step may use to recover before it is reverted")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the model's)")
+    p.add_argument("--lr-decay", type=float, default=1.0,
+                   help="each step restarts at --lr and multiplies it by this after every epoch (default 1: constant)")
+    p.add_argument("--l2", type=float, default=None,
+                   help="L2 penalty on the kernels while fine-tuning, as Han et al. (default: the model's own)")
     p.add_argument("--validation-split", type=float, default=1 / 12, help="held out of the training data (default 5000 of 60000)")
     p.add_argument("--one-shot", action="store_true", help="prune once at --q (default --q0), no fine-tuning")
     p.add_argument("--q", type=float, default=None,

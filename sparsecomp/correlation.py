@@ -62,13 +62,13 @@ def prune_correlation(model, data, *, validation_data=None, validation_split: fl
                       q: float = 1.0, p: float = 0.4, record_fraction: float = 0.1, min_q: float | None = None,
                       max_drop: float = 0.002, max_cycles: int = 10, target_sparsity: float | None = None,
                       epochs: int = 1, recovery_epochs: int = 2, batch_size: int = 128, metric: str = "accuracy",
-                      optimizer=None, loss=None, metrics=None, learning_rate=None, max_epochs: int | None = None,
-                      strategy=None, progress=None):
+                      optimizer=None, loss=None, metrics=None, learning_rate=None, lr_decay: float = 1.0,
+                      l2: float | None = None, max_epochs: int | None = None, strategy=None, progress=None):
     """Prune ``model`` by magnitude and weight/change correlation, one layer at a time.
 
     Args:
         model, data, validation_data, validation_split, batch_size, metric, optimizer, loss,
-            metrics, learning_rate, strategy, progress: as for :func:`sparsecomp.prune`.
+            metrics, learning_rate, lr_decay, l2, strategy, progress: as for :func:`sparsecomp.prune`.
         layers: ``"auto"`` (every prunable layer, last to first) or layer names in the order to prune.
         q: magnitude cut, in standard deviations of the layer's surviving weights.
         p: the fraction of each layer's surviving weights with the weakest ``|r|`` that may go
@@ -111,7 +111,7 @@ def prune_correlation(model, data, *, validation_data=None, validation_split: fl
     order = _layer_order(model, layers)
     run = _Run(model, data, validation_data=validation_data, validation_split=validation_split,
                batch_size=batch_size, metric=metric, optimizer=optimizer, loss=loss, metrics=metrics,
-               learning_rate=learning_rate, strategy=strategy)
+               learning_rate=learning_rate, strategy=strategy, l2=l2, lr_decay=lr_decay)
     masks = run.masks
     history = PruneHistory(metric=metric, baseline=run.baseline, max_drop=max_drop,
                            groups={n: [n] for n in order},
@@ -119,6 +119,7 @@ def prune_correlation(model, data, *, validation_data=None, validation_split: fl
                                      "min_q": min_q, "max_cycles": max_cycles, "epochs": epochs,
                                      "recovery_epochs": recovery_epochs, "target_sparsity": target_sparsity,
                                      "batch_size": batch_size, "learning_rate": learning_rate,
+                                     "lr_decay": lr_decay, "l2": l2,
                                      "max_epochs": max_epochs, "replicas": run.strategy.num_replicas_in_sync if run.strategy else 1})
     run.train_only(None)      # retraining after each step updates every layer (masks held)
     steps = run.trainer.steps_per_epoch()

@@ -277,12 +277,19 @@ class _Run:
     """
 
     def __init__(self, model, data, *, validation_data, validation_split, batch_size, metric, optimizer, loss,
-                 metrics, learning_rate, strategy):
+                 metrics, learning_rate, strategy, l2=None, lr_decay=1.0):
         from .distribute import get_strategy
         _require_model(model)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise BadArgumentError(f"`batch_size` must be an integer >= 1. Received: {batch_size!r}",
                                    rule="argument.batch_size")
+        if l2 is not None:
+            _check_number("l2", l2, 0.0)
+        if (not isinstance(lr_decay, (int, float)) or isinstance(lr_decay, bool) or not math.isfinite(lr_decay)
+                or not 0 < lr_decay <= 1):
+            raise BadArgumentError(f"`lr_decay` must be in (0, 1]. Received: {lr_decay!r}", rule="argument.lr_decay")
+        self.lr_decay = float(lr_decay)
+        self._lr_start = (None, None)     # (optimizer, its learning rate when first used)
         self.t_start = time.time()
         self.source = model
         self.strategy = get_strategy(strategy)
@@ -294,9 +301,20 @@ class _Run:
         with self.scope():
             self.work = clone_model(model)
             self.masks = MaskSet(self.work, from_zeros=True)   # zeros of an earlier pruning stay zero
+        if l2 is not None:
+            # Han et al.'s L2 while retraining: a penalty on the pruned kernels only (frozen layers'
+            # variables are not trainable, so theirs never enters the loss). It lives on the working
+            # copy's variables, so the returned model's config keeps the caller's own regularizers.
+            reg = _keras().regularizers.L2(float(l2))
+            for n in self.masks.layers:
+                kernel_of(self.work.get_layer(n)).regularizer = reg
         self.graph = LayerGraph(self.work)
         self.trainer = _Trainer(self.work, self.train, self.val, batch_size, metric, self.cfg, self.strategy)
         self.trainer.compile()
+        if self.lr_decay != 1.0 and isinstance(self.work.optimizer.get_config().get("learning_rate"), dict):
+            raise BadArgumentError("`lr_decay` restarts and decays a plain learning rate at every pruning step; the "
+                                   "optimizer has a LearningRateSchedule. Pass a float learning rate or lr_decay=1",
+                                   rule="argument.lr_decay")
         self.baseline = self.trainer.evaluate()
         self.all_prunable = list(self.masks.layers)
 
@@ -320,14 +338,29 @@ class _Run:
 
         Returns ``(value, epochs_used, ok)``.
         """
-        self.trainer.fit(epochs, callbacks=callbacks)
+        if self.lr_decay == 1.0:
+            self.trainer.fit(epochs, callbacks=callbacks)
+        else:
+            for i in range(epochs):
+                self._set_epoch_lr(i)
+                self.trainer.fit(1, callbacks=callbacks)
         used = epochs
         value = self.trainer.evaluate()
         while self.baseline - value > max_drop + _METRIC_TOL and used < epochs + recovery_epochs:
+            self._set_epoch_lr(used)
             self.trainer.fit(1, callbacks=callbacks)      # "until the accuracy drop can no longer be recovered"
             used += 1
             value = self.trainer.evaluate()
         return value, used, self.baseline - value <= max_drop + _METRIC_TOL
+
+    def _set_epoch_lr(self, i: int) -> None:
+        """Epoch ``i`` of a step trains at ``lr0 * lr_decay**i`` (each step restarts at ``lr0``)."""
+        if self.lr_decay == 1.0:
+            return
+        opt = self.work.optimizer
+        if self._lr_start[0] is not opt:          # a (re)compile made a fresh optimizer
+            self._lr_start = (opt, float(_keras().ops.convert_to_numpy(opt.learning_rate)))
+        opt.learning_rate = self._lr_start[1] * self.lr_decay ** i
 
     def snapshot(self, extra=None):
         return self.work.get_weights(), self.masks.snapshot(), extra
@@ -373,8 +406,8 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
           max_drop: float = 0.002, target_sparsity: float | None = None,
           epochs: int = 1, recovery_epochs: int = 2, batch_size: int = 128, metric: str = "accuracy",
           one_shot: bool = False, q: float | None = None, optimizer=None, loss=None, metrics=None,
-          learning_rate=None, rescale_dropout: bool = True, max_epochs: int | None = None, strategy=None,
-          progress=None):
+          learning_rate=None, lr_decay: float = 1.0, l2: float | None = None, rescale_dropout: bool = True,
+          max_epochs: int | None = None, strategy=None, progress=None):
     """Prune ``model`` by iterative std-thresholds over frozen layer groups.
 
     Args:
@@ -403,6 +436,14 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
         one_shot: prune every group once at ``q`` (default ``q0``) without fine-tuning.
         optimizer, loss, metrics, learning_rate: fine-tuning settings; default: the model's own
             compile config (a fresh optimizer per group).
+        lr_decay: every step's fine-tuning restarts at the learning rate and multiplies it by this
+            after each epoch, recovery epochs included (``1.0``: constant). A short decaying
+            retraining per step lets a network re-route around what was cut at a rate high enough
+            to matter, and settle before the step is judged.
+        l2: an L2 penalty ``l2 * sum(w**2)`` on the kernels being fine-tuned (``None``: the
+            model's own regularizers). Han et al. 2015 retrain with L2: it keeps pulling the
+            weights the next step will cut towards zero, so removing them costs less. It is
+            used while pruning only; the returned model keeps the caller's configuration.
         strategy: ``None`` (plain Keras), a ``tf.distribute.Strategy``, or ``"default"``,
             ``"mirrored"``, ``"multiworker"`` (see :mod:`sparsecomp.distribute`). The working model,
             masks and optimizers are created in its scope; decisions are made once.
@@ -427,14 +468,15 @@ def prune(model, data, *, validation_data=None, validation_split: float = 0.1, g
     groups = _normalize_groups(model, groups)
     run = _Run(model, data, validation_data=validation_data, validation_split=validation_split,
                batch_size=batch_size, metric=metric, optimizer=optimizer, loss=loss, metrics=metrics,
-               learning_rate=learning_rate, strategy=strategy)
+               learning_rate=learning_rate, strategy=strategy, l2=l2, lr_decay=lr_decay)
     work, masks, graph, trainer, baseline = run.work, run.masks, run.graph, run.trainer, run.baseline
     history = PruneHistory(metric=metric, baseline=baseline, max_drop=max_drop, groups=groups,
                            settings={"method": "std", "q0": q0, "step": step, "max_q": max_q, "min_step": min_step,
                                      "epochs": epochs, "target_sparsity": target_sparsity,
                                      "recovery_epochs": recovery_epochs,
                                      "batch_size": batch_size, "one_shot": one_shot,
-                                     "q": q, "learning_rate": learning_rate, "max_epochs": max_epochs,
+                                     "q": q, "learning_rate": learning_rate, "lr_decay": lr_decay, "l2": l2,
+                                     "max_epochs": max_epochs,
                                      "replicas": run.strategy.num_replicas_in_sync if run.strategy else 1})
     dropout_base = {d: work.get_layer(d).rate for g in groups.values() for n in g
                     for d in _dropouts_before(graph, n)}

@@ -116,3 +116,20 @@ def test_prune_structured_command(tmp_path, capsys):
     assert main(["prune-structured", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "t.keras"),
                  "--criterion", "magnitude", "--threshold", "0.5"]) == 1
     assert "fraction" in capsys.readouterr().err and not (tmp_path / "t.keras").exists()
+
+
+def test_prune_fine_tuning_flags(tmp_path, capsys):
+    from models import zoo
+    m = zoo.lenet_300_100()
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.save(tmp_path / "dense.keras")
+    assert main(["prune", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "p.keras"), "--groups", "fc3",
+                 "--q0", "0.5", "--max-q", "0.5", "--epochs", "2", "--max-drop", "1.0", "--lr", "0.01",
+                 "--lr-decay", "0.5", "--l2", "0.001", "--history", str(tmp_path / "h.json")]) == 0
+    hist = json.loads((tmp_path / "h.json").read_text())
+    assert hist["settings"]["lr_decay"] == 0.5 and hist["settings"]["l2"] == 0.001
+    assert hist["settings"]["learning_rate"] == 0.01 and hist["steps"][0]["epochs"] == 2
+    capsys.readouterr()
+    assert main(["prune", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "x.keras"), "--lr-decay", "2"]) == 1
+    assert "`lr_decay` must be in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "x.keras").exists()

@@ -123,7 +123,11 @@ def test_tf_data_input(trained, mnist_small):
                                          ({"groups": [["fc1"], ["fc1"]]}, "argument.groups"),
                                          ({"q0": -1}, "argument.q0"), ({"step": 0}, "argument.step"),
                                          ({"max_drop": float("nan")}, "argument.max_drop"),
-                                         ({"epochs": -1}, "argument.epochs")])
+                                         ({"epochs": -1}, "argument.epochs"),
+                                         ({"lr_decay": 0}, "argument.lr_decay"),
+                                         ({"lr_decay": 1.5}, "argument.lr_decay"),
+                                         ({"lr_decay": float("nan")}, "argument.lr_decay"),
+                                         ({"l2": -1e-4}, "argument.l2")])
 def test_bad_arguments(trained, mnist_small, kwargs, rule):
     (x, y), _ = mnist_small
     with pytest.raises(BadArgumentError) as e:
@@ -195,3 +199,66 @@ def test_max_epochs_is_a_fine_tuning_budget(trained, mnist_small):
     assert [s.epochs for s in hist.steps] == [2, 1]          # the first step records for one epoch first
     with pytest.raises(BadArgumentError, match="max_epochs"):
         sparsecomp.prune(trained, (x, y), max_epochs=-1)
+
+
+def test_lr_decay_restarts_every_step(trained, mnist_small, monkeypatch):
+    from sparsecomp import pruning
+    (x, y), _ = mnist_small
+    seen = []
+    fit = pruning._Trainer.fit
+
+    def spy(self, epochs, callbacks=None):
+        seen.append((epochs, float(np.asarray(self.model.optimizer.learning_rate))))
+        return fit(self, epochs, callbacks)
+
+    monkeypatch.setattr(pruning._Trainer, "fit", spy)
+    _, hist = sparsecomp.prune(trained, (x, y), q0=0.5, step=0.5, max_q=1.0, epochs=3, recovery_epochs=0,
+                               max_drop=1.0, learning_rate=0.01, lr_decay=0.5)
+    assert len(hist.steps) == 2 and hist.settings["lr_decay"] == 0.5
+    assert [e for e, _ in seen] == [1] * 6                       # one epoch at a time
+    np.testing.assert_allclose([lr for _, lr in seen], [0.01, 0.005, 0.0025] * 2, rtol=1e-6)
+
+
+def test_lr_decay_continues_through_recovery_epochs(trained, mnist_small, monkeypatch):
+    from sparsecomp import pruning
+    (x, y), _ = mnist_small
+    seen = []
+    fit = pruning._Trainer.fit
+    monkeypatch.setattr(pruning._Trainer, "fit", lambda self, epochs, callbacks=None: (
+        seen.append(float(np.asarray(self.model.optimizer.learning_rate))), fit(self, epochs, callbacks))[1])
+    # max_drop=0 with no tolerance for any fall: the step uses its recovery epochs, then is reverted
+    _, hist = sparsecomp.prune(trained, (x, y), groups=[["fc1"]], q0=6.0, step=1.0, max_q=6.0, epochs=1,
+                               recovery_epochs=2, max_drop=0.0, learning_rate=0.01, lr_decay=0.1)
+    assert not hist.steps[0].accepted and hist.steps[0].epochs == 3
+    np.testing.assert_allclose(seen, [0.01, 0.001, 0.0001], rtol=1e-6)
+
+
+def test_l2_pulls_the_fine_tuned_kernels_in_and_stays_out_of_the_result(trained, mnist_small):
+    import keras
+    (x, y), _ = mnist_small
+    kw = dict(groups=[["fc1", "fc2"]], one_shot=False, q0=0.5, step=1.0, max_q=0.5, epochs=2, max_drop=1.0,
+              learning_rate=1e-3)
+    keras.utils.set_random_seed(1)
+    plain, _ = sparsecomp.prune(trained, (x, y), **kw)
+    keras.utils.set_random_seed(1)
+    shrunk, hist = sparsecomp.prune(trained, (x, y), l2=0.05, **kw)
+    assert hist.settings["l2"] == 0.05
+    for n in ("fc1", "fc2"):           # the penalised kernels end up with a smaller norm
+        a = np.linalg.norm(plain.get_layer(n).kernel.numpy())
+        b = np.linalg.norm(shrunk.get_layer(n).kernel.numpy())
+        assert b < 0.9 * a, (n, a, b)
+    # fc3 was frozen: not trained, so its penalty never entered the loss and it is unchanged
+    np.testing.assert_array_equal(shrunk.get_layer("fc3").kernel.numpy(), trained.get_layer("fc3").kernel.numpy())
+    # the returned model (and the caller's) carry no regularizer and no loss term
+    for m in (shrunk, trained):
+        assert all(layer.get_config().get("kernel_regularizer") is None for layer in m.layers if layer.weights)
+        assert all(getattr(w, "regularizer", None) is None for w in m.weights)
+
+
+def test_lr_decay_refuses_a_schedule(trained, mnist_small):
+    import keras
+    (x, y), _ = mnist_small
+    sched = keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=100, decay_rate=0.9)
+    with pytest.raises(BadArgumentError, match="LearningRateSchedule") as e:
+        sparsecomp.prune(trained, (x, y), optimizer=keras.optimizers.Adam(sched), lr_decay=0.5)
+    assert e.value.rule == "argument.lr_decay"

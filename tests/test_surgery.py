@@ -77,7 +77,7 @@ def test_dense_chain_both_reasons():
 
 
 def test_lenet5_conv_pool_flatten_dense():
-    keras = keras_mod()
+    keras_mod()
     from models import zoo
     m = randomize(zoo.lenet5())
     m.get_layer("conv2").bias.assign(np.full(50, 0.2, "float32"))
@@ -178,7 +178,7 @@ def test_cascade_removes_units_killed_by_earlier_removal():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_pruned_lenet300_exact(seed):
-    keras = keras_mod()
+    keras_mod()
     from conftest import prune_by_magnitude
     from models import zoo
     m = randomize(zoo.lenet_300_100(), seed)
