@@ -56,6 +56,7 @@ def test_correlation_pruning_under_mirrored_strategy(mirrored_run):
     assert all(s[1] > 0 and s[2] >= 2 for s in r["corr_steps_single"])
     assert r["corr_steps_single"] == r["corr_steps_mirrored"]       # same layers, same counts pruned
     assert r["corr_max_abs_weight_diff"] < 1e-4
+    assert r["corr_settings"] == [[1e-3, 0.5], [1e-3, 0.5]]
 
 
 def test_structured_pruning_under_mirrored_strategy(mirrored_run):

@@ -102,15 +102,18 @@ def main():
             np.all(ri[~(masks_single[k])] == 0) for k, r in per_replica.items() for ri in r),
         "source_untouched": all(np.array_equal(a, b) for a, b in zip(model.get_weights(), make_model(x, y).get_weights())),
     }
-    # correlation pruning: the recorder's statistics are updated inside each replica's step
-    ckw = dict(validation_data=val, q=1.0, p=0.4, epochs=1, recovery_epochs=0, max_drop=0.5, max_cycles=1,
-               record_fraction=0.5)
+    # correlation pruning: the recorder's statistics are updated inside each replica's step; with L2
+    # and a decaying rate (one fit per epoch, the rate assigned between them from the cross-replica
+    # context, the penalty summed into each replica's scaled loss)
+    ckw = dict(validation_data=val, q=1.0, p=0.4, epochs=2, recovery_epochs=0, max_drop=0.5, max_cycles=1,
+               record_fraction=0.25, lr_decay=0.5, l2=1e-3)
     keras.utils.set_random_seed(1)
     c1, ch1 = sparsecomp.prune_correlation(model, train, **ckw)
     keras.utils.set_random_seed(1)
     c2, ch2 = sparsecomp.prune_correlation(model, train, strategy=strategy, **ckw)
     res["corr_steps_single"] = [(s.group, s.extra["pruned_now"], s.extra["recorded_iterations"]) for s in ch1.steps]
     res["corr_steps_mirrored"] = [(s.group, s.extra["pruned_now"], s.extra["recorded_iterations"]) for s in ch2.steps]
+    res["corr_settings"] = [(h.settings["l2"], h.settings["lr_decay"]) for h in (ch1, ch2)]
     res["corr_max_abs_weight_diff"] = max(float(np.max(np.abs(a - b))) for a, b in zip(c1.get_weights(),
                                                                                         c2.get_weights()))
     # structured pruning: surgery, then retraining under the strategy
