@@ -2,7 +2,7 @@
 
 The public API, listed once::
 
-    save(model, path)        model -> .sparse.h5 (each tensor dense or CSR, by exact size check)
+    save(model, path)        model -> .sparse.h5 (each tensor with its cheapest codec, exact byte count)
     load(path)               .sparse.h5 -> keras.Model, bit-identical weights, no code from the file
     pack(src, dst)           any HDF5 / .keras checkpoint -> .sparse.h5 (tensor level, no Keras needed)
     unpack(src, dst)         .sparse.h5 -> the original checkpoint, identical datasets and attributes
@@ -16,22 +16,20 @@ The public API, listed once::
     compress(model, data, path)  prune + remove dead units + save + report
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
-from .container import Limits, inspect, pack, read_tensors, unpack, verify  # noqa: E402
-from .csr import SizeCheck, size_check  # noqa: E402
+from .storage import Limits, SizeCheck, StorageReport, TensorRecord, pack, read_tensors, size_check  # noqa: E402
 from .data import load_mnist  # noqa: E402
 from .errors import (BadArgumentError, CorruptFileError, DataError, InvalidTensorError,  # noqa: E402
                      ResourceLimitError, SparseCompError, UnsafeModelError, UnsupportedFormatError,
                      WeightMismatchError, WriteError)
-from .model_io import load, save  # noqa: E402
+from .model_io import inspect, load, save, unpack, verify  # noqa: E402
 from .pruning import PruneHistory, PruneStep, prune  # noqa: E402
 from .correlation import prune_correlation  # noqa: E402
 from .channels import ChannelGraph, ChannelPlan, remove_channels  # noqa: E402
 from .structured import StructuredHistory, channel_scores, prune_structured, select_channels  # noqa: E402
 from .surgery import DeadUnitPlan, find_dead_units, remove_dead_units, remove_units  # noqa: E402
 from .compress import CompressionResult, compress  # noqa: E402
-from .report import StorageReport, TensorRecord  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -401,7 +401,7 @@ def remove_channels(model, plan: ChannelPlan):
 def zero_consumers(model, plan: ChannelPlan):
     """A copy of ``model`` whose consumers no longer read the channels in ``plan`` (their input
     weights for those channels are zero): the reference :func:`remove_channels` is exact against."""
-    from .pruning import clone_model
+    from .model_io import clone_model
     cg = ChannelGraph(model)
     removed = _check_plan(cg, plan)
     clone = clone_model(model)

@@ -48,7 +48,7 @@ def _default_unpacked_name(src: Path, source_name: str | None, kind: str) -> Pat
 
 
 def _cmd_pack(args) -> int:
-    from .container import pack
+    from .storage import pack
     report = pack(args.input, args.output, min_ratio=args.min_ratio, drop_optimizer=args.drop_optimizer,
                   progress=Progress("pack", enabled=args.progress))
     print(report.to_json() if args.json else report.format_table())
@@ -56,10 +56,11 @@ def _cmd_pack(args) -> int:
 
 
 def _cmd_unpack(args) -> int:
-    from .container import _Reader, text, unpack
+    from .model_io import unpack
+    from .storage import Reader
     src = Path(args.input)
-    with _Reader(src) as r:
-        source_name, kind = text(r.root_attrs.get("source_name")) or "", r.kind
+    with Reader(src) as r:
+        source_name, kind = r.meta["source_name"] or "", r.kind
     out = Path(args.output) if args.output else _default_unpacked_name(src, source_name, kind)
     if out.exists() and not args.force:
         print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
@@ -70,7 +71,7 @@ def _cmd_unpack(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from .container import inspect, keras_baseline_bytes
+    from .model_io import inspect, keras_baseline_bytes
     if args.in_process:
         report = inspect(args.file, baseline=not args.no_baseline, progress=Progress("inspect", enabled=args.progress))
     else:
@@ -83,7 +84,7 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from .container import verify
+    from .model_io import verify
     report = verify(args.file, isolate=not args.in_process, progress=Progress("verify", enabled=args.progress))
     t = report.totals()
     print(f"OK: {args.file}: {t['tensors']} tensors, {t['params']:,} parameters, every CSR invariant "
@@ -97,7 +98,7 @@ def _progress_flag(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
     p = argparse.ArgumentParser(prog="sparsecomp",
                                 description="Make trained Keras models smaller on disk, and prove it.")
     p.add_argument("--version", action="version", version=f"sparsecomp {__version__}")

@@ -12,8 +12,9 @@ import numpy as np
 from .errors import BadArgumentError
 from .masks import kernel_of, prunable_layers
 from .model_io import save
-from .pruning import PruneHistory, clone_model, prune
-from .report import StorageReport
+from .model_io import clone_model
+from .pruning import PruneHistory, prune
+from .storage import StorageReport
 from .surgery import remove_dead_units
 
 __all__ = ["compress", "CompressionResult", "keras_dense_bytes", "mnist_for"]

@@ -34,7 +34,7 @@ def _default_memory(path: Path) -> int:
 
 def run_isolated(op: str, path, *, limits=None, memory_bytes: int | None = None, timeout: float = 120.0):
     """Run ``verify`` or ``inspect`` (without the Keras baseline) on ``path`` in a limited child."""
-    from .report import StorageReport
+    from .storage import StorageReport
     if op not in _OPS:
         raise errors.BadArgumentError(f"`op` must be one of {_OPS}. Received: {op!r}", rule="argument.op")
     path = Path(path)
@@ -57,7 +57,8 @@ def run_isolated(op: str, path, *, limits=None, memory_bytes: int | None = None,
         raise ResourceLimitError(f"parsing took longer than {timeout:g} s", rule="limit.time", file=path) from None
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        oom = ("MemoryError", "Cannot allocate memory", "cannot allocate memory", "failed to map", "bad_alloc")
+        oom = ("MemoryError", "Cannot allocate memory", "cannot allocate memory", "failed to map", "bad_alloc",
+               "Memory allocation")
         if any(m in proc.stderr for m in oom) or proc.returncode in (-9, -6):
             raise ResourceLimitError(f"parsing needed more than {memory} bytes of memory (or was killed)",
                                      rule="limit.memory", file=path)
@@ -75,13 +76,13 @@ def run_isolated(op: str, path, *, limits=None, memory_bytes: int | None = None,
 
 def _child() -> int:
     req = json.loads(sys.stdin.read())
-    from .container import Limits, inspect, verify
+    from .storage import Limits, inspect, verify
     limits = Limits(**req["limits"]) if req.get("limits") else None
     try:
         if req["op"] == "verify":
             rep = verify(req["path"], limits=limits)
         else:
-            rep = inspect(req["path"], baseline=False, limits=limits)
+            rep = inspect(req["path"], limits=limits)
         out = {"ok": True, "report": rep.to_dict()}
     except SparseCompError as exc:
         out = {"ok": False, "error": type(exc).__name__, "rule": exc.rule, "message": exc.message,

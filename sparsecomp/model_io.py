@@ -1,9 +1,11 @@
-"""Model level: ``save(model, path)`` and ``load(path) -> keras.Model`` on top of the container.
+"""Model level: ``save(model, path)`` and ``load(path) -> keras.Model`` on top of :mod:`.storage`.
 
-A model file (kind ``"model"``) holds the architecture as Keras config JSON (``/files``, member
-``config.json``: no pickles, no code), each layer's weights under ``/tree/<layer name>/<k>`` in
-the order of ``layer.weights``, and optionally the optimizer's variables under ``/optimizer``.
-The writer streams: one tensor is materialized at a time.
+A model file (kind ``"model"``) holds the architecture as Keras config JSON (the archive member
+``config.json``: no pickles, no code) and each layer's weights as the tensors
+``<layer name>/<k>`` in the order of ``layer.weights`` (``name`` = the variable's path), optionally
+the optimizer's variables as ``optimizer/<k>``. The writer streams: one tensor is materialized at
+a time. Also here, because they need Keras: unpacking a model file to ``.keras`` and measuring the
+size of Keras' own dense file of the same model.
 """
 
 from __future__ import annotations
@@ -14,19 +16,24 @@ import logging
 import os
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from .container import (Limits, _Reader, fixed, guarded, new_file, new_group, text, _root_attrs, _TreeWriter,
-                        _write_files_group, atomic_output, unpack)
-from .csr import check_min_ratio
 from .errors import BadArgumentError, CorruptFileError, SparseCompError, UnsafeModelError, WeightMismatchError
-from .report import StorageReport
 from .safety import check_config_safe
+from .storage import Limits, Reader, StorageReport, Writer, atomic_output
+from .storage import inspect as inspect_file
+from .storage import verify as verify_file
+from .storage import unpack as unpack_tree
+from .storage.guard import guarded
+from .storage.h5tree import new_file
+from .storage.spec import KERAS_WEIGHTS_MEMBER, OPTIMIZER_GROUPS
 
-__all__ = ["save", "load", "resolve_architecture"]
+__all__ = ["save", "load", "unpack", "inspect", "verify", "keras_baseline_bytes", "resolve_architecture",
+           "clone_model"]
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +49,42 @@ def _to_numpy(variable) -> np.ndarray:
     return np.asarray(numpy() if callable(numpy) else _keras().ops.convert_to_numpy(variable))
 
 
-def save(model, path, *, min_ratio: float = 1.0, include_optimizer: bool = False,
+def clone_model(model):
+    """A new, uncompiled model with the same architecture and weights; shares nothing with ``model``.
+
+    (``keras.models.clone_model`` would compile the clone with the *same* optimizer object.)
+    """
+    try:
+        clone = type(model).from_config(model.get_config())
+    except Exception as exc:  # subclassed models and custom layers without get_config
+        raise BadArgumentError(f"cannot clone the model (Sequential or functional models only): {exc}",
+                               rule="argument.model") from None
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def save(model, path, *, min_ratio: float = 1.0, include_optimizer: bool = False, level: int = 2, codecs=None,
          progress=None) -> StorageReport:
-    """Save a Keras model as a ``.sparse.h5`` file, each weight tensor dense or CSR.
+    """Save a Keras model as a ``.sparse.h5`` file, each weight tensor with the cheapest codec.
 
     Args:
         model: a built ``keras.Model`` (not modified).
         path: destination; written atomically.
-        min_ratio: CSR only where it is at least this many times smaller than dense (>= 1).
+        min_ratio: a codec other than dense only where it is at least this many times smaller (>= 1).
         include_optimizer: also store the optimizer's variables (off by default, like a
             deployment checkpoint; the report counts them apart when present).
+        level: 1 (fast), 2 (default), 3 (smallest); see :func:`sparsecomp.pack`.
+        codecs: names of the codecs the size check may choose from (default: every lossless one).
         progress: optional ``callable(done, total, member)``.
 
     Returns:
-        The :class:`~sparsecomp.report.StorageReport` of the written file.
+        The :class:`~sparsecomp.StorageReport` of the written file.
 
     Example:
         >>> report = sparsecomp.save(model, "lenet5.sparse.h5")   # doctest: +SKIP
         >>> print(report)                                         # doctest: +SKIP
     """
     keras = _keras()
-    min_ratio = check_min_ratio(min_ratio)
     if not isinstance(model, keras.Model):
         raise BadArgumentError(f"`model` must be a keras.Model. Received: {type(model).__name__}",
                                rule="argument.model")
@@ -70,7 +92,7 @@ def save(model, path, *, min_ratio: float = 1.0, include_optimizer: bool = False
         raise BadArgumentError("the model is not built; call it on data or build it first",
                                rule="argument.model")
     path = Path(path)
-    config = json.dumps(keras.saving.serialize_keras_object(model)).encode("utf-8")
+    config = json.dumps(keras.saving.serialize_keras_object(model), separators=(",", ":")).encode("utf-8")
     layers = [layer for layer in model.layers if layer.weights]
     names = [layer.name for layer in layers]
     if len(set(names)) != len(names):
@@ -78,28 +100,25 @@ def save(model, path, *, min_ratio: float = 1.0, include_optimizer: bool = False
     opt_vars = []
     if include_optimizer and getattr(model, "optimizer", None) is not None and model.optimizer.built:
         opt_vars = list(model.optimizer.variables)
+        if "optimizer" in names:
+            raise BadArgumentError("a layer named 'optimizer' cannot be saved with include_optimizer=True",
+                                   rule="argument.model")
     total = sum(len(layer.weights) for layer in layers) + len(opt_vars)
-    writer = _TreeWriter(min_ratio, Limits(), path, progress, total)
+    dropped = not include_optimizer and bool(getattr(model, "optimizer", None) is not None and model.optimizer.built)
     with atomic_output(path) as tmp:
         with new_file(tmp) as out:
-            _root_attrs(out, "model", model.name, None, min_ratio, not include_optimizer)
-            out.attrs["keras_version"] = fixed(keras.__version__)
-            tree = new_group(out, "tree")
+            writer = Writer(out, kind="model", file=path, min_ratio=min_ratio, level=level, codecs=codecs,
+                            progress=progress, total=total, optimizer_dropped=dropped,
+                            keras_version=keras.__version__)
             for layer in layers:
-                g = new_group(tree, layer.name)
                 for k, v in enumerate(layer.weights):
-                    writer.write(g, str(k), _to_numpy(v), f"{layer.name}/{k}", layer=layer.name,
-                                 category="weights", attrs=[("name", fixed(v.path), None, None)])
-            if opt_vars:
-                g = new_group(out, "optimizer")
-                for k, v in enumerate(opt_vars):
-                    writer.write(g, str(k), _to_numpy(v), f"optimizer/{k}", layer="optimizer",
-                                 category="optimizer", attrs=[("name", fixed(v.path), None, None)])
-            _write_files_group(out, [{"name": "config.json", "compress_type": 0, "tree": False}],
-                               {"config.json": config})
-    return StorageReport(file=str(path), kind="model", file_bytes=path.stat().st_size,
-                         records=writer.records, optimizer_dropped=not include_optimizer and bool(
-                             getattr(model, "optimizer", None) is not None and model.optimizer.built))
+                    writer.tensor(f"{layer.name}/{k}", _to_numpy(v), layer=layer.name, name=v.path)
+            for k, v in enumerate(opt_vars):
+                writer.tensor(f"optimizer/{k}", _to_numpy(v), layer="optimizer", category="optimizer", name=v.path)
+            writer.member({"name": "config.json", "compress_type": 0, "tree": False}, config)
+            writer.close()
+    return StorageReport(file=str(path), kind="model", file_bytes=path.stat().st_size, records=writer.records,
+                         optimizer_dropped=dropped, format_version=2)
 
 
 def resolve_architecture(spec):
@@ -111,7 +130,6 @@ def resolve_architecture(spec):
     """
     keras = _keras()
     if isinstance(spec, keras.Model):
-        from .pruning import clone_model
         return clone_model(spec)
     if isinstance(spec, str):
         module_name, sep, func_name = spec.partition(":")
@@ -138,7 +156,7 @@ def resolve_architecture(spec):
     return model
 
 
-def _config_from(r: _Reader):
+def _config_from(r: Reader):
     members, blob = r.files()
     for i, m in enumerate(members):
         if isinstance(m, dict) and m.get("name") == "config.json" and not m.get("tree"):
@@ -150,59 +168,54 @@ def _config_from(r: _Reader):
     return None
 
 
-def _set_model_weights(r: _Reader, model, *, restore_optimizer: bool) -> None:
+def _set_model_weights(r: Reader, model, *, restore_optimizer: bool) -> None:
     """Assign the stored weights to ``model`` layer by layer, after checking every shape."""
-    r.preflight()
-    plan = []
-    stored_layers = {}
-    for name, child, obj in r.checker.children(r.tree, ""):
-        stored_layers[name] = (child, obj)
+    by_layer: dict[str, dict] = {}
+    optimizer = []
+    for t in r.tensors():
+        if t.category == "optimizer":
+            optimizer.append(t)
+            continue
+        layer, _, k = t.path.partition("/")
+        if not k.isdigit() or "/" in k:
+            raise CorruptFileError("a model file's tensors are <layer>/<k>", rule="format.tree", file=r.path,
+                                   member=t.path)
+        by_layer.setdefault(layer, {})[int(k)] = t
     wanted = [layer for layer in model.layers if layer.weights]
-    extra = set(stored_layers) - {layer.name for layer in wanted}
+    extra = set(by_layer) - {layer.name for layer in wanted}
     if extra:
         raise WeightMismatchError(f"the file has weights for layers the model lacks: {sorted(extra)[:5]}",
                                   rule="weights.layers", file=r.path)
+    plan = []
     for layer in wanted:
-        if layer.name not in stored_layers:
+        stored = by_layer.get(layer.name)
+        if stored is None:
             raise WeightMismatchError(f"no weights stored for layer {layer.name!r}", rule="weights.layers",
                                       file=r.path, member=layer.name)
-        child, group = stored_layers[layer.name]
-        if not isinstance(group, h5py.Group):
-            raise CorruptFileError("layer entry is not a group", rule="format.tree", file=r.path, member=child)
-        entries = {p.rpartition("/")[2]: (p, node, kind, attrs)
-                   for p, node, kind, attrs in r.walk(group, child) if p.count("/") == 1}
-        if sorted(entries) != [str(k) for k in range(len(layer.weights))] and \
-                sorted(entries, key=lambda s: int(s) if s.isdigit() else -1) != \
-                [str(k) for k in range(len(layer.weights))]:
+        if sorted(stored) != list(range(len(layer.weights))):
             raise WeightMismatchError(f"layer {layer.name!r} has {len(layer.weights)} weights, the file "
-                                      f"{len(entries)}", rule="weights.count", file=r.path, member=child)
+                                      f"{len(stored)}", rule="weights.count", file=r.path, member=layer.name)
         for k, v in enumerate(layer.weights):
-            p, node, kind, attrs = entries[str(k)]
-            if kind == "group":
-                raise CorruptFileError("expected a tensor", rule="format.tree", file=r.path, member=p)
-            shape, _dtype, _nnz, _enc = r.tensor_meta(node, kind, attrs, p)
-            if tuple(shape) != tuple(v.shape):
-                raise WeightMismatchError(f"stored shape {tuple(shape)} != model shape {tuple(v.shape)} "
-                                          f"for {v.path}", rule="weights.shape", file=r.path, member=p)
-        plan.append((layer, [entries[str(k)] for k in range(len(layer.weights))]))
+            if tuple(stored[k].shape) != tuple(v.shape):
+                raise WeightMismatchError(f"stored shape {tuple(stored[k].shape)} != model shape {tuple(v.shape)} "
+                                          f"for {v.path}", rule="weights.shape", file=r.path, member=stored[k].path)
+        plan.append((layer, [stored[k] for k in range(len(layer.weights))]))
     for layer, entries in plan:
-        layer.set_weights([r.read_tensor(node, kind, attrs, p) for p, node, kind, attrs in entries])
-    if restore_optimizer and "optimizer" in r.h5 and getattr(model, "optimizer", None) is not None:
+        layer.set_weights([r.read(t) for t in entries])
+    if restore_optimizer and optimizer and getattr(model, "optimizer", None) is not None:
         opt = model.optimizer
         if not opt.built:
             opt.build(model.trainable_variables)
-        entries = [e for e in r.walk(r.h5["optimizer"], "optimizer") if e[2] != "group"]
-        entries.sort(key=lambda e: int(e[0].rpartition("/")[2]) if e[0].rpartition("/")[2].isdigit() else -1)
-        if len(entries) != len(opt.variables):
-            raise WeightMismatchError(f"optimizer has {len(opt.variables)} variables, the file {len(entries)}",
+        optimizer.sort(key=lambda t: int(t.path.rpartition("/")[2]) if t.path.rpartition("/")[2].isdigit() else -1)
+        if len(optimizer) != len(opt.variables):
+            raise WeightMismatchError(f"optimizer has {len(opt.variables)} variables, the file {len(optimizer)}",
                                       rule="weights.optimizer", file=r.path)
-        arrays = [r.read_tensor(node, kind, attrs, p) for p, node, kind, attrs in entries]
-        for var, arr in zip(opt.variables, arrays):
-            if tuple(var.shape) != tuple(np.shape(arr)):
+        for var, t in zip(opt.variables, optimizer):
+            if tuple(var.shape) != tuple(t.shape):
                 raise WeightMismatchError(f"optimizer variable {var.path} shape mismatch",
                                           rule="weights.optimizer", file=r.path)
-        for var, arr in zip(opt.variables, arrays):
-            var.assign(arr)
+        for var, t in zip(opt.variables, optimizer):
+            var.assign(r.read(t))
 
 
 @guarded
@@ -233,7 +246,7 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
     """
     keras = _keras()
     path = Path(path)
-    with _Reader(path, limits) as r:
+    with Reader(path, limits) as r:
         kind = r.kind
         if kind == "model":
             config = _config_from(r)
@@ -261,10 +274,10 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
             if config is not None and architecture is None:
                 check_config_safe(config, custom_objects=custom_objects, allow_unsafe=not safe_mode, file=path)
         else:
-            legacy = r.tree.attrs.get("model_config")
+            legacy = dict((a[0], a[1]) for a in r.checker.attrs(r.tree, "tree")).get("model_config")
             config = None
             if legacy is not None and architecture is None:
-                version = r.tree.attrs.get("keras_version", b"")
+                version = dict((a[0], a[1]) for a in r.checker.attrs(r.tree, "tree")).get("keras_version", b"")
                 version = version.decode("ascii", "replace") if isinstance(version, bytes) else str(version)
                 if version.startswith(("1.", "2.")) and not allow_legacy:
                     raise UnsafeModelError(f"Keras {version} model config: pass allow_legacy=True to rebuild it "
@@ -280,11 +293,11 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
                 raise BadArgumentError("this checkpoint holds weights only; pass architecture="
                                        "'module:function' to rebuild the model", rule="argument.architecture",
                                        file=path)
-        source_name = text(r.root_attrs.get("source_name")) or ""
+        source_name = r.meta["source_name"] or ""
     suffix = ".keras" if kind == "keras" else (".weights.h5" if source_name.endswith(".weights.h5") else ".h5")
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td) / f"checkpoint{suffix}"
-        unpack(path, tmp, limits=limits)
+        unpack_tree(path, tmp, limits=limits)
         try:
             if architecture is not None:
                 model = resolve_architecture(architecture)
@@ -300,3 +313,117 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
     return model
 
 
+
+
+@guarded
+def unpack(src, dst, *, limits: Limits | None = None, progress=None) -> Path:
+    """Write the original checkpoint back from a ``.sparse.h5`` file.
+
+    A packed checkpoint unpacks to its source's kind (``.h5`` / ``.weights.h5`` / ``.keras``) with
+    identical datasets (dtype, shape, values bit for bit) and attributes, so loading code written
+    for the original reads it unchanged; a file written by :func:`save` unpacks to a ``.keras``
+    archive (the model is rebuilt and saved by Keras).
+
+    Raises:
+        SparseCompError subclasses for a bad input; WriteError if the output cannot be written.
+    """
+    src, dst = Path(src), Path(dst)
+    with Reader(src, limits) as r:
+        kind = r.kind
+    if kind != "model":
+        return unpack_tree(src, dst, limits=limits, progress=progress)
+    if src.resolve() == dst.resolve():
+        raise BadArgumentError("the output must differ from the input", rule="argument.same_file", file=src)
+    if dst.suffix != ".keras":
+        raise BadArgumentError(f"a model file unpacks to a .keras archive; got {dst.name!r}",
+                               rule="argument.suffix", file=dst)
+    model = load(src, limits=limits, compile=False)
+    with atomic_output(dst) as tmp:
+        model.save(tmp.with_suffix(".keras"))
+        os.replace(tmp.with_suffix(".keras"), tmp)
+    return dst
+
+
+def _strip_optimizer(h5path: Path) -> None:
+    """Rewrite an HDF5 checkpoint without its optimizer groups (HDF5 does not shrink in place)."""
+    tmp = h5path.with_suffix(".tmp")
+    with h5py.File(h5path, "r") as src, h5py.File(tmp, "w") as dst:
+        for k, v in src.attrs.items():
+            dst.attrs.create(k, v, dtype=src.attrs.get_id(k).dtype)
+        for name in src:
+            if name not in OPTIMIZER_GROUPS:
+                src.copy(name, dst, name=name)
+    os.replace(tmp, h5path)
+
+
+@guarded
+def keras_baseline_bytes(path, *, limits: Limits | None = None) -> int:
+    """Size of Keras' own dense file of the same model, without optimizer state.
+
+    Measured, not estimated: for a model file the model is rebuilt and saved with
+    ``model.save(...keras)``; for a packed checkpoint the dense checkpoint is written back without
+    its optimizer groups (the same datasets Keras wrote) and its size taken.
+    """
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as td:
+        with Reader(path, limits) as r:
+            kind = r.kind
+        if kind == "model":
+            model = load(path, limits=limits, compile=False)
+            out = Path(td) / "model.keras"
+            model.save(out)
+            return out.stat().st_size
+        dense = Path(td) / ("dense" + (".keras" if kind == "keras" else ".h5"))
+        unpack_tree(path, dense, limits=limits)
+        if kind == "keras":
+            stripped = Path(td) / "stripped.keras"
+            with zipfile.ZipFile(dense) as zin, zipfile.ZipFile(stripped, "w") as zout:
+                for info in zin.infolist():
+                    if info.filename == KERAS_WEIGHTS_MEMBER:
+                        w = Path(td) / "w.h5"
+                        w.write_bytes(zin.read(info))
+                        _strip_optimizer(w)
+                        zout.write(w, info.filename, compress_type=info.compress_type)
+                    else:
+                        zout.writestr(info, zin.read(info))
+            return stripped.stat().st_size
+        _strip_optimizer(dense)
+        return dense.stat().st_size
+
+
+@guarded
+def inspect(path, *, baseline: bool = True, limits: Limits | None = None, progress=None,
+            isolate: bool = False) -> StorageReport:
+    """Report where the bytes of a ``.sparse.h5`` file go, and (``baseline``) how big Keras' own
+    dense file of the same model is.
+
+    Per tensor: layer, shape, parameters, non-zeros, density, codec, bytes per stream, ratio;
+    totals; the file's size, its metadata and its bytes per non-zero; and, when ``baseline``,
+    the size of Keras' own dense file without optimizer state, measured by writing it to a
+    temporary directory. Tensor values are not decoded (:func:`sparsecomp.verify` does the full
+    check). ``isolate=True`` parses in a child process with memory and time limits (the
+    baseline is then skipped: it would rebuild the model in this process).
+    """
+    if isolate:
+        from .isolation import run_isolated
+        return run_isolated("inspect", path, limits=limits)
+    report = inspect_file(path, limits=limits, progress=progress)
+    if baseline:
+        report.keras_bytes = keras_baseline_bytes(path, limits=limits)
+    return report
+
+
+@guarded
+def verify(path, *, limits: Limits | None = None, progress=None, isolate: bool = False) -> StorageReport:
+    """Fully validate a ``.sparse.h5`` file: structure, every codec's invariants, every checksum,
+    and (model configs) that loading would run no code from the file.
+
+    Returns the storage report when the file is sound; raises a :class:`SparseCompError`
+    subclass naming the member and the rule otherwise. ``isolate=True`` does it all in a child
+    process with memory and time limits (:mod:`sparsecomp.isolation`), which a file crafted
+    against libhdf5 can crash or stall without harming the caller.
+    """
+    if isolate:
+        from .isolation import run_isolated
+        return run_isolated("verify", path, limits=limits)
+    return verify_file(path, limits=limits, progress=progress)

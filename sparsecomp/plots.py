@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import format_bytes
+from .storage import format_bytes
 
 __all__ = ["write_report"]
 

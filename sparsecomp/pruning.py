@@ -33,8 +33,9 @@ from .criteria import std_threshold, std_threshold_mask
 from .errors import BadArgumentError
 from .graph import LayerGraph
 from .masks import MaskSet, kernel_of, prunable_layers
+from .model_io import clone_model
 
-__all__ = ["prune", "PruneStep", "PruneHistory", "default_groups", "clone_model"]
+__all__ = ["prune", "PruneStep", "PruneHistory", "default_groups"]
 
 log = logging.getLogger(__name__)
 
@@ -106,20 +107,6 @@ def _require_model(model) -> None:
     if not isinstance(model, _keras().Model):
         raise BadArgumentError(f"`model` must be a keras.Model. Received: {type(model).__name__}",
                                rule="argument.model")
-
-
-def clone_model(model):
-    """A new, uncompiled model with the same architecture and weights; shares nothing with ``model``.
-
-    (``keras.models.clone_model`` would compile the clone with the *same* optimizer object.)
-    """
-    try:
-        clone = type(model).from_config(model.get_config())
-    except Exception as exc:  # subclassed models and custom layers without get_config
-        raise BadArgumentError(f"cannot clone the model (Sequential or functional models only): {exc}",
-                               rule="argument.model") from None
-    clone.set_weights(model.get_weights())
-    return clone
 
 
 def default_groups(model) -> dict:

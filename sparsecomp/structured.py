@@ -36,7 +36,8 @@ from .criteria import (EQUALIZATIONS, apoz_scores, equalize, l1_scores, l2_score
 from .errors import BadArgumentError
 from .masks import MaskSet, kernel_of
 from .pruning import (_METRIC_TOL, JsonRecord, _check_count, _check_number, _compile_config, _require_model,
-                      _split_data, _Trainer, clone_model)
+                      _split_data, _Trainer)
+from .model_io import clone_model
 
 __all__ = ["prune_structured", "channel_scores", "select_channels", "StructuredHistory", "StructuredRound",
            "CRITERIA"]

@@ -309,7 +309,7 @@ def remove_dead_units(model, *, max_passes: int = 20):
         plans.append(plan)
         current = remove_units(current, plan)
     if current is model:
-        from .pruning import clone_model
+        from .model_io import clone_model
         current = clone_model(model)
         if getattr(model, "compiled", False):
             current.compile_from_config(model.get_compile_config())

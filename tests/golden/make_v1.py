@@ -7,6 +7,10 @@ files a v1 writer really produced: ``v1_h5.sparse.h5`` (a packed Keras-3-layout 
 CSR kernel, a dense bias, an integer scalar and a variable-length string attribute),
 ``v1_model.sparse.h5`` (``sparsecomp.save`` of a small Sequential model, one CSR kernel), and
 ``expected.npz`` (member path -> array, and the model's output on a fixed input).
+
+``v1_hostile_base.sparse.h5`` is the base file of the version-1 hostile classes: the
+``base_h5`` checkpoint of ``tests/hostile/make_hostile.py`` at the same commit (a 200x300
+kernel, 90% zeros, as CSR; a dense bias; an int64 counter) packed by that commit's writer.
 """
 
 from __future__ import annotations

@@ -2,10 +2,14 @@
 
     python tests/hostile/make_hostile.py OUT_DIR
 
-Each case starts from a valid file and breaks exactly one thing. ``CASES`` lists, per class, the
-builder, the operation that must refuse it (``verify`` or ``load``), and the documented error
-type and rule id. ``tests/test_hostile.py`` checks every one; the canary file of the external
-storage case must never be read.
+Each case starts from a valid file and breaks exactly one thing. Format-version-2 cases start
+from a file this library writes; version-1 cases from ``tests/golden/v1_hostile_base.sparse.h5``,
+written by the version-1 writer (the reader still reads version 1, with every check it had).
+``CASES`` lists, per class: the builder, the operation that must refuse it (``verify`` or
+``load``), the documented error type and rule id, and tightened limits where the class needs them.
+``tests/test_hostile.py`` checks every one; the canary file of the external storage case must never
+be read. :func:`rebuild` is the tool the version-2 cases (and the tests) use to forge files: it
+re-emits a file from its parts after an edit of the index, the streams or the root.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import zlib
 from pathlib import Path
 
 import h5py
@@ -25,13 +30,17 @@ if str(ROOT) not in sys.path:
 import sparsecomp  # noqa: E402
 from sparsecomp import (CorruptFileError, InvalidTensorError, ResourceLimitError,  # noqa: E402
                         UnsafeModelError, UnsupportedFormatError, WeightMismatchError)
+from sparsecomp.storage.h5tree import fixed, new_file  # noqa: E402
+from sparsecomp.storage.streams import deflate  # noqa: E402
+from sparsecomp.storage.tensors import tensor_digest  # noqa: E402
 
 CANARY = b"CANARY-7f3a-secret-bytes-that-must-never-leak"
 TIGHT = dict(max_tensor_bytes=1 << 20, max_total_bytes=4 << 20, max_attributes=64, max_members=10_000)
+V1_BASE = ROOT / "tests" / "golden" / "v1_hostile_base.sparse.h5"
 
 
 def base_h5(path: Path) -> Path:
-    """A small checkpoint: a 90%-sparse kernel (CSR), a dense bias, an integer counter."""
+    """A small checkpoint: a 90%-sparse kernel, a dense bias, an integer counter."""
     rng = np.random.default_rng(0)
     k = rng.standard_normal((200, 300)).astype("float32")
     k[rng.random(k.shape) < 0.9] = 0
@@ -44,22 +53,106 @@ def base_h5(path: Path) -> Path:
     return path
 
 
-def _csr(f):
-    return f["tree/layers/dense/vars/0"]
+# ---- forging version-2 files --------------------------------------------------------------------
+
+class Parts:
+    """A version-2 file taken apart: ``doc`` (the index), ``blob0`` (blob 0 without the index),
+    ``blobs`` (the others), ``attrs`` (root attributes to write instead of the computed ones)."""
+
+    def __init__(self, path: Path):
+        with h5py.File(path, "r") as f:
+            at = [int(v) for v in f.attrs["index"]]
+            blob = f["blob"][()].tobytes()
+            self.doc = json.loads(zlib.decompress(blob[at[1]:at[1] + at[2]], -15))
+            self.blob0 = bytearray(blob[:at[1]])
+            self.blobs = [bytearray(f[f"blob{i}"][()].tobytes()) for i in range(1, len(self.doc["blobs"]) + 1)]
+        self.attrs: dict = {}
+        self.index_raw: bytes | None = None         # replaces the JSON text of the index
+        self.index_size: int | None = None          # replaces the declared decoded size
+        self.extra = None                           # callable(h5py.File) run last
+
+    def tensor(self, path: str) -> dict:
+        return next(t for t in self.doc["tensors"] if t["path"] == path)
+
+    def streams(self, path: str) -> list:
+        """The decoded streams of a tensor (list of bytearray)."""
+        t = self.tensor(path)
+        buf = self.blob0 if t["blob"] == 0 else self.blobs[t["blob"] - 1]
+        out, at = [], t["at"]
+        for coding, stored, size in t["streams"]:
+            raw = bytes(buf[at:at + stored])
+            out.append(bytearray(zlib.decompress(raw, -15) if coding == "deflate" else raw))
+            at += stored
+        return out
+
+    def set_streams(self, path: str, streams, codings=None) -> None:
+        """Re-store a tensor's streams (raw unless told) at the end of blob 0; sizes follow."""
+        t = self.tensor(path)
+        t["blob"], t["at"], t["streams"] = 0, len(self.blob0), []
+        for i, s in enumerate(streams):
+            coding = (codings or ["raw"] * len(streams))[i]
+            data = deflate(bytes(s)) if coding == "deflate" else bytes(s)
+            self.blob0 += data
+            t["streams"].append([coding, len(data), len(s)])
 
 
-def _edit(fn):
-    def build(base, out, work):
-        shutil.copy(base, out)
+def rebuild(src: Path, dst: Path, edit) -> Path:
+    """Re-emit the version-2 file ``src`` as ``dst`` after ``edit(parts)`` changed its parts."""
+    p = Parts(src)
+    edit(p)
+    raw = p.index_raw if p.index_raw is not None else json.dumps(p.doc).encode()
+    packed = deflate(raw)
+    with h5py.File(src, "r") as f, new_file(dst) as out:
+        blob0 = bytes(p.blob0) + packed
+        out.create_dataset("blob", data=np.frombuffer(blob0, np.uint8), track_times=False)
+        for i, b in enumerate(p.blobs, start=1):
+            out.create_dataset(f"blob{i}", data=np.frombuffer(bytes(b), np.uint8), track_times=False)
+        if "tree" in f:
+            f.copy("tree", out, name="tree")
+        out.attrs["format"] = fixed("sparsecomp")
+        out.attrs["format_version"] = np.int64(2)
+        size = p.index_size if p.index_size is not None else len(raw)
+        out.attrs["index"] = np.array([0, len(p.blob0), len(packed), size], np.int64)
+        for k, v in p.attrs.items():
+            if v is None:
+                del out.attrs[k]
+            else:
+                out.attrs[k] = v
+        if p.extra is not None:
+            p.extra(out)
+    return dst
+
+
+def _v2(edit):
+    def build(bases, out, work):
+        return rebuild(bases["v2"], out, edit)
+    return build
+
+
+def _v2_model(edit):
+    def build(bases, out, work):
+        return rebuild(bases["model"], out, edit)
+    return build
+
+
+def _v1(fn):
+    def build(bases, out, work):
+        shutil.copy(bases["v1"], out)
         with h5py.File(out, "r+") as f:
             fn(f, work)
     return build
 
 
-def _raw(fn):
-    def build(base, out, work):
-        out.write_bytes(fn(base.read_bytes(), work))
+def _raw(fn, base="v2"):
+    def build(bases, out, work):
+        out.write_bytes(fn(bases[base].read_bytes(), work))
     return build
+
+
+# ---- version-1 edits (the checks of the version-1 reader) ---------------------------------------
+
+def _csr(f):
+    return f["tree/layers/dense/vars/0"]
 
 
 def _replace(group, name, data, **kw):
@@ -74,15 +167,13 @@ def _replace(group, name, data, **kw):
 def _set_indices(f, fn):
     g = _csr(f)
     idx = g["indices"][()].astype(np.int64)
-    idx = fn(idx, g)
-    _replace(g, "indices", idx.astype(g["indices"].dtype))
+    _replace(g, "indices", fn(idx, g).astype(g["indices"].dtype))
 
 
 def _set_indptr(f, fn):
     g = _csr(f)
     p = g["indptr"][()].astype(np.int64)
-    p = fn(p)
-    _replace(g, "indptr", p.astype(g["indptr"].dtype))
+    _replace(g, "indptr", fn(p).astype(g["indptr"].dtype))
 
 
 def _dup_column(idx, g):
@@ -93,12 +184,11 @@ def _dup_column(idx, g):
     return idx
 
 
-def _bomb_shape(f, _work):
+def _v1_bomb_shape(f, _work):
     _csr(f).attrs["sparsecomp.shape"] = np.array([1 << 20, 1 << 20], np.int64)   # 4 TiB of float32
 
 
-def _cumulative(f, _work):
-    # 8 tensors of 0.75 MiB each: every one under the per-tensor limit, together over the total
+def _v1_cumulative(f, _work):
     g = f["tree"].create_group("many")
     for i in range(8):
         t = g.create_group(str(i))
@@ -112,15 +202,15 @@ def _cumulative(f, _work):
 
 
 def _compression_bomb(f, _work):
-    g = f["tree"]
-    g.create_dataset("zeros", data=np.zeros((1024, 1024), "<f4"), chunks=(1024, 1024), compression="gzip",
-                     compression_opts=9)
+    f["tree"].create_dataset("zeros", data=np.zeros((1024, 1024), "<f4"), chunks=(1024, 1024), compression="gzip",
+                             compression_opts=9)
 
 
 def _external_storage(f, work):
     canary = work / "canary.bin"
     canary.write_bytes(CANARY * 100)
-    f["tree"].create_dataset("leak", shape=(len(CANARY) * 100,), dtype="u1", external=[(str(canary), 0, h5py.h5f.UNLIMITED)])
+    f["tree"].create_dataset("leak", shape=(len(CANARY) * 100,), dtype="u1",
+                             external=[(str(canary), 0, h5py.h5f.UNLIMITED)])
 
 
 def _virtual(f, work):
@@ -132,35 +222,14 @@ def _virtual(f, work):
     f["tree"].create_virtual_dataset("virt", layout)
 
 
-def _lambda_config(base, out, work):
-    import keras
-    m = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x + 1, name="evil"), keras.layers.Dense(2)])
-    sparsecomp.save(m, out)
-
-
-def _shape_mismatch(base, out, work):
-    import keras
-    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
-    sparsecomp.save(m, out)
-    with h5py.File(out, "r+") as f:
-        g = f["tree/d"]
-        attrs = dict(g["0"].attrs)
-        del g["0"]
-        arr = np.ones((5, 3), "<f4")
-        d = g.create_dataset("0", data=arr)
-        for k, v in attrs.items():
-            d.attrs[k] = v
-        d.attrs["sparsecomp.sha256"] = np.bytes_(sparsecomp.csr.tensor_digest(arr).encode())
-
-
 def _unallocated(f, _work):
     d = f["tree"].create_dataset("hollow", shape=(1000,), dtype="<f4")   # declared, never written
-    d.attrs["sparsecomp.sha256"] = np.bytes_(sparsecomp.csr.tensor_digest(np.zeros(1000, "<f4")).encode())
+    d.attrs["sparsecomp.sha256"] = np.bytes_(tensor_digest(np.zeros(1000, "<f4")).encode())
 
 
 def _deep(f, _work):
     g = f["tree"]
-    for i in range(80):
+    for _ in range(80):
         g = g.create_group("d")
 
 
@@ -176,8 +245,201 @@ def _nan(f, _work):
     _replace(g, "data", d)
 
 
+# ---- version-2 edits ----------------------------------------------------------------------------
+
+K = "layers/dense/vars/0"      # the sparse kernel (codec gaps)
+B = "layers/dense/vars/1"      # the dense bias
+
+
+def _gap_edit(fn):
+    """Change the kernel's decoded gap bytes; everything re-stored consistently (sizes, codings)."""
+    def edit(p):
+        s = p.streams(K)
+        s[0] = fn(s[0])
+        p.set_streams(K, s)
+    return edit
+
+
+def _flip_value(p):
+    s = p.streams(K)
+    s[1][0] ^= 0x01                    # the low byte of the first value: decodes, checksum differs
+    p.set_streams(K, s)
+
+
+def _zero_value(p):
+    s = p.streams(K)
+    for plane in s[1:]:
+        plane[5] = 0
+    p.set_streams(K, s)
+
+
+def _extra_final(b):
+    i = next(i for i, v in enumerate(b) if v < 254)
+    b[i:i + 1] = bytes([0, b[i]])      # one more non-zero than the header and the value planes say
+    return b
+
+
+def _drop_final(b):
+    b[len(b) // 2:len(b) // 2 + 1] = b""
+    return b
+
+
+def _truncate_deflate(p):
+    t = p.tensor(K)
+    stored = t["streams"][0][1]
+    assert t["streams"][0][0] == "deflate"
+    start = t["at"]
+    del p.blob0[start + stored - 3:start + stored]
+    t["streams"][0][1] = stored - 3
+    for other in p.doc["tensors"] + p.doc["files"]:
+        if other.get("blob", 0) == 0 and other.get("at", -1) > start:
+            other["at"] -= 3
+
+
+def _inflate_past(p):
+    """The positions stream re-deflated with ten more bytes than its (unchanged) declared size."""
+    s = p.streams(K)
+    p.set_streams(K, s, codings=["deflate"] + ["raw"] * (len(s) - 1))
+    t = p.tensor(K)
+    data = deflate(bytes(s[0]) + bytes(10))
+    del p.blob0[t["at"]:]
+    p.blob0 += data
+    t["streams"][0][1] = len(data)
+    for plane in s[1:]:
+        p.blob0 += plane
+
+
+def _stream_past_blob(p):
+    p.tensor(B)["at"] = len(p.blob0) + 100000
+
+
+def _overlap(p):
+    p.tensor(B)["at"] = p.tensor(K)["at"]
+
+
+def _ratio_bomb(p):
+    t = p.tensor(K)
+    t["streams"][0][2] = t["streams"][0][1] * 5000
+
+
+def _declared_bomb(p):
+    p.tensor(B)["shape"] = [1 << 20, 1 << 20]
+
+
+def _cumulative_v2(p):
+    for i in range(8):
+        p.doc["tensors"].append({"path": f"many/{i}", "shape": [1, 196608], "dtype": "<f4", "nnz": 0,
+                                 "codec": "gaps", "params": {"order": "row"}, "blob": 0, "at": 0,
+                                 "streams": [["raw", 0, 0], ["raw", 0, 0], ["raw", 0, 0], ["raw", 0, 0],
+                                             ["raw", 0, 0]], "sha256": "0" * 64})
+
+
+def _raw_size(p):
+    t = p.tensor(B)
+    t["streams"][0][2] += 1
+
+
+def _set(key, value, which=K):
+    def edit(p):
+        p.tensor(which)[key] = value
+    return edit
+
+
+def _index_text(text):
+    def edit(p):
+        p.index_raw = text
+    return edit
+
+
+def _index_size(p):
+    p.index_size = 1 << 40
+
+
+def _index_attr(value):
+    def edit(p):
+        p.attrs["index"] = value
+    return edit
+
+
+def _index_not_last(p):
+    p.blob0 += b"\0" * 16
+    p.extra = lambda f: f.attrs.__setitem__("index", np.array(
+        [0, int(f.attrs["index"][1]) - 16, int(f.attrs["index"][2]), int(f.attrs["index"][3])], np.int64))
+
+
+def _dup_path(p):
+    p.doc["tensors"].append(dict(p.tensor(B)))
+
+
+def _blob_filtered(p):
+    def extra(f):
+        data = f["blob"][()]
+        del f["blob"]
+        f.create_dataset("blob", data=data, compression="gzip", chunks=(len(data),))
+    p.extra = extra
+
+
+def _root_member(p):
+    p.extra = lambda f: f.create_group("payload")
+
+
+def _blob_gap(p):
+    p.extra = lambda f: f.create_dataset("blob7", data=np.zeros(4, np.uint8))
+
+
+def _tree_numeric(p):
+    p.extra = lambda f: f["tree"].create_dataset("sneaky", data=np.arange(5, dtype="<f4"))
+
+
+def _placeholder(p):
+    def extra(f):
+        g = f["tree/layers/dense/vars"].create_group("0")
+        g.attrs["sparsecomp.tensor"] = fixed("1")
+    p.extra = extra
+
+
+def _dense_nnz(p):
+    p.tensor(B)["nnz"] = p.tensor(B)["nnz"] - 1
+
+
+def _member_name(p):
+    p.doc["files"].append({"name": "../../evil", "compress_type": 0, "tree": False, "blob": 0, "at": 0,
+                           "stream": ["raw", 1, 1]})
+
+
+def _model_tree(p):
+    p.extra = lambda f: f.create_group("tree")
+
+
+def _config_edit(fn):
+    def edit(p):
+        f = next(f for f in p.doc["files"] if f["name"] == "config.json")
+        coding, stored, size = f["stream"]
+        raw = bytes(p.blob0[f["at"]:f["at"] + stored])
+        cfg = json.loads(zlib.decompress(raw, -15) if coding == "deflate" else raw)
+        data = json.dumps(fn(cfg)).encode()
+        f["at"], f["stream"] = len(p.blob0), ["raw", len(data), len(data)]
+        p.blob0 += data
+    return edit
+
+
+def _shape_mismatch(cfg):
+    cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, 5]
+    for layer in cfg["config"]["layers"][1:]:
+        layer.pop("build_config", None)
+    cfg.pop("build_config", None)
+    return cfg
+
+
+def _lambda_config(bases, out, work):
+    import keras
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x + 1, name="evil"), keras.layers.Dense(2)])
+    sparsecomp.save(m, out)
+
+
 # (name, builder, operation, error type, rule, limits)
 CASES = [
+    # framing, either version
     ("not_hdf5", _raw(lambda b, w: b"GIF89a" + bytes(range(256)) * 4), "verify", CorruptFileError, "file.signature", None),
     ("empty", _raw(lambda b, w: b""), "verify", CorruptFileError, "file.signature", None),
     ("truncated_10", _raw(lambda b, w: b[:len(b) // 10]), "verify", CorruptFileError, "file.truncated", None),
@@ -186,50 +448,115 @@ CASES = [
     ("truncated_header", _raw(lambda b, w: b[:20]), "verify", UnsupportedFormatError, "file.superblock", None),
     ("trailing_data", _raw(lambda b, w: b + b"PK\x03\x04" + b"\0" * 100), "verify", CorruptFileError, "file.trailing", None),
     ("userblock_polyglot", _raw(lambda b, w: b"PK\x03\x04" + b"\0" * 508 + b), "verify", CorruptFileError, "file.signature", None),
-    ("bad_tag", _edit(lambda f, w: f.attrs.__setitem__("format", np.bytes_(b"safetensors"))), "verify", UnsupportedFormatError, "format.tag", None),
-    ("bad_version", _edit(lambda f, w: f.attrs.__setitem__("format_version", 2)), "verify", UnsupportedFormatError, "format.version", None),
-    ("bad_version_type", _edit(lambda f, w: f.attrs.__setitem__("format_version", np.bytes_(b"1"))), "verify", UnsupportedFormatError, "format.version", None),
-    ("vlen_reserved_attribute", _edit(lambda f, w: f.attrs.__setitem__("format", "sparsecomp")), "verify", CorruptFileError, "h5.attr.vlen", None),
-    ("bad_kind", _edit(lambda f, w: f.attrs.__setitem__("kind", np.bytes_(b"pickle"))), "verify", UnsupportedFormatError, "format.kind", None),
-    ("missing_tree", _edit(lambda f, w: f.move("tree", "elsewhere")), "verify", CorruptFileError, "format.tree", None),
-    ("checksum_mismatch", _edit(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.sha256", np.bytes_(b"0" * 64))), "verify", InvalidTensorError, "tensor.checksum", None),
-    ("checksum_missing", _edit(lambda f, w: f["tree/layers/dense/vars/1"].attrs.__delitem__("sparsecomp.sha256")), "verify", InvalidTensorError, "tensor.checksum.missing", None),
-    ("csr_member_missing", _edit(lambda f, w: _csr(f).__delitem__("indptr")), "verify", InvalidTensorError, "csr.members", None),
-    ("csr_member_extra", _edit(lambda f, w: _csr(f).create_dataset("evil", data=np.zeros(3))), "verify", InvalidTensorError, "csr.members", None),
-    ("csr_member_wrong_kind", _edit(lambda f, w: (_csr(f).__delitem__("data"), _csr(f).create_group("data"))), "verify", InvalidTensorError, "csr.members", None),
-    ("soft_link", _edit(lambda f, w: f["tree"].__setitem__("alias", h5py.SoftLink("/tree/layers"))), "verify", UnsupportedFormatError, "h5.softlink", None),
-    ("external_link", _edit(lambda f, w: f["tree"].__setitem__("ext", h5py.ExternalLink(str(w / "canary.h5"), "/x"))), "verify", UnsupportedFormatError, "h5.externallink", None),
-    ("hard_link_alias", _edit(lambda f, w: f["tree"].__setitem__("again", f["tree/layers/dense/vars/1"])), "verify", UnsupportedFormatError, "h5.alias", None),
-    ("external_storage", _edit(_external_storage), "verify", UnsupportedFormatError, "h5.external", None),
-    ("virtual_dataset", _edit(_virtual), "verify", UnsupportedFormatError, "h5.virtual", None),
-    ("unknown_filter", _edit(lambda f, w: f["tree"].create_dataset("so", data=np.arange(100, dtype="<i4"), scaleoffset=0)), "verify", UnsupportedFormatError, "h5.filter", None),
-    ("hostile_name", _edit(lambda f, w: f["tree"].create_group("a\x1b[2Jb")), "verify", CorruptFileError, "h5.name", None),
-    ("data_dtype_string", _edit(lambda f, w: _replace(_csr(f), "data", np.array([b"x"] * _csr(f)["data"].shape[0]))), "verify", InvalidTensorError, "tensor.dtype", None),
-    ("data_dtype_int", _edit(lambda f, w: _replace(_csr(f), "data", np.zeros(_csr(f)["data"].shape[0], "<i4"))), "verify", InvalidTensorError, "csr.data.dtype", None),
-    ("dtype_attr_not_float", _edit(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.dtype", np.bytes_(b"|O"))), "verify", InvalidTensorError, "tensor.dtype", None),
-    ("big_endian", _edit(lambda f, w: _replace(f["tree/layers/dense/vars"], "1", f["tree/layers/dense/vars/1"][()].astype(">f4"))), "verify", InvalidTensorError, "tensor.dtype", None),
-    ("index_dtype_too_narrow", _edit(lambda f, w: _set_indptr(f, lambda p: p) or _replace(_csr(f), "indptr", (_csr(f)["indptr"][()] % 256).astype("<u1"))), "verify", InvalidTensorError, "csr.index.dtype", None),
-    ("index_dtype_signed", _edit(lambda f, w: _replace(_csr(f), "indices", _csr(f)["indices"][()].astype("<i4"))), "verify", InvalidTensorError, "csr.index.dtype", None),
-    ("bad_shape_negative", _edit(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.shape", np.array([-200, 300], np.int64))), "verify", InvalidTensorError, "tensor.shape", None),
-    ("bad_shape_float", _edit(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.shape", np.array([200.0, 300.0]))), "verify", InvalidTensorError, "tensor.shape", None),
-    ("declared_shape_larger", _edit(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.shape", np.array([400, 300], np.int64))), "verify", InvalidTensorError, "csr.indptr.length", None),
-    ("indptr_length", _edit(lambda f, w: _set_indptr(f, lambda p: p[:-1])), "verify", InvalidTensorError, "csr.indptr.length", None),
-    ("indptr_start", _edit(lambda f, w: _set_indptr(f, lambda p: np.concatenate([[1], p[1:]]))), "verify", InvalidTensorError, "csr.indptr.start", None),
-    ("indptr_order", _edit(lambda f, w: _set_indptr(f, lambda p: np.concatenate([p[:5], [p[5] + 50], p[6:]]))), "verify", InvalidTensorError, "csr.indptr.order", None),
-    ("indptr_end", _edit(lambda f, w: _set_indptr(f, lambda p: np.concatenate([p[:-1], [p[-1] - 1]]))), "verify", InvalidTensorError, "csr.indptr.end", None),
-    ("nnz_mismatch", _edit(lambda f, w: _replace(_csr(f), "indices", _csr(f)["indices"][:-1])), "verify", InvalidTensorError, "csr.nnz", None),
-    ("column_out_of_range", _edit(lambda f, w: _set_indices(f, lambda i, g: np.concatenate([i[:-1], [300]]))), "verify", InvalidTensorError, "csr.indices.range", None),
-    ("duplicate_column", _edit(lambda f, w: _set_indices(f, _dup_column)), "verify", InvalidTensorError, "csr.indices.order", None),
-    ("declared_size_bomb", _edit(_bomb_shape), "verify", ResourceLimitError, "limit.tensor", None),
-    ("cumulative_bomb", _edit(_cumulative), "verify", ResourceLimitError, "limit.total", TIGHT),
-    ("compression_ratio_bomb", _edit(_compression_bomb), "verify", ResourceLimitError, "limit.compression", None),
-    ("declares_data_stores_none", _edit(_unallocated), "verify", CorruptFileError, "h5.storage", None),
-    ("nan_values", _edit(_nan), "verify", InvalidTensorError, "tensor.nonfinite", None),
-    ("deep_nesting", _edit(_deep), "verify", ResourceLimitError, "limit.depth", None),
-    ("too_many_attributes", _edit(_many_attrs), "verify", ResourceLimitError, "limit.attributes", TIGHT),
+    ("v1_truncated_50", _raw(lambda b, w: b[:len(b) // 2], "v1"), "verify", CorruptFileError, "file.truncated", None),
+    # root
+    ("bad_tag", _v2(lambda p: p.attrs.__setitem__("format", np.bytes_(b"safetensors"))), "verify", UnsupportedFormatError, "format.tag", None),
+    ("bad_version", _v2(lambda p: p.attrs.__setitem__("format_version", np.int64(3))), "verify", UnsupportedFormatError, "format.version", None),
+    ("bad_version_type", _v2(lambda p: p.attrs.__setitem__("format_version", np.bytes_(b"2"))), "verify", UnsupportedFormatError, "format.version", None),
+    ("vlen_reserved_attribute", _v2(lambda p: p.attrs.__setitem__("format", "sparsecomp")), "verify", CorruptFileError, "h5.attr.vlen", None),
+    ("v1_bad_kind", _v1(lambda f, w: f.attrs.__setitem__("kind", np.bytes_(b"pickle"))), "verify", UnsupportedFormatError, "format.kind", None),
+    ("v1_missing_tree", _v1(lambda f, w: f.move("tree", "elsewhere")), "verify", CorruptFileError, "format.tree", None),
+    # version-2 index
+    ("index_attr_shape", _v2(_index_attr(np.array([0, 1], np.int64))), "verify", CorruptFileError, "index.attr", None),
+    ("index_attr_negative", _v2(_index_attr(np.array([0, -5, 10, 10], np.int64))), "verify", CorruptFileError, "index.attr", None),
+    ("index_not_last", _v2(_index_not_last), "verify", CorruptFileError, "index.attr", None),
+    ("index_size_bomb", _v2(_index_size), "verify", ResourceLimitError, "limit.index", None),
+    ("index_not_json", _v2(_index_text(b"{not json")), "verify", CorruptFileError, "index.json", None),
+    ("index_deep_json", _v2(_index_text(b"[" * 100000 + b"]" * 100000)), "verify", CorruptFileError, "index.json", None),
+    ("index_not_utf8", _v2(_index_text(b"\xff\xfe{}")), "verify", CorruptFileError, "index.json", None),
+    ("index_unknown_field", _v2(lambda p: p.doc.__setitem__("payload", "x")), "verify", CorruptFileError, "index.schema", None),
+    ("index_missing_field", _v2(lambda p: p.doc.pop("tensors")), "verify", CorruptFileError, "index.schema", None),
+    ("index_bad_kind", _v2(lambda p: p.doc.__setitem__("kind", "pickle")), "verify", UnsupportedFormatError, "format.kind", None),
+    ("index_blob_count", _v2(lambda p: p.doc.__setitem__("blobs", [5])), "verify", CorruptFileError, "index.blobs", None),
+    ("index_duplicate_path", _v2(_dup_path), "verify", CorruptFileError, "index.duplicate", None),
+    ("index_path_traversal", _v2(_set("path", "../escape")), "verify", CorruptFileError, "index.name", None),
+    ("index_path_control", _v2(_set("path", "a\x1b[2Jb")), "verify", CorruptFileError, "index.name", None),
+    ("index_unknown_codec", _v2(_set("codec", "pickle")), "verify", UnsupportedFormatError, "tensor.codec", None),
+    ("index_bad_dtype", _v2(_set("dtype", ">f4")), "verify", InvalidTensorError, "tensor.dtype", None),
+    ("index_object_dtype", _v2(_set("dtype", "|O")), "verify", InvalidTensorError, "tensor.dtype", None),
+    ("index_bad_shape", _v2(_set("shape", [200, -300])), "verify", CorruptFileError, "index.schema", None),
+    ("index_nnz_over_size", _v2(_set("nnz", 10 ** 9)), "verify", CorruptFileError, "index.schema", None),
+    ("index_bad_sha", _v2(_set("sha256", "z" * 64)), "verify", CorruptFileError, "index.schema", None),
+    ("index_stream_count", _v2(lambda p: p.tensor(K)["streams"].pop()), "verify", InvalidTensorError, "gaps.streams", None),
+    ("stream_past_blob", _v2(_stream_past_blob), "verify", CorruptFileError, "index.extent", None),
+    ("streams_overlap", _v2(_overlap), "verify", CorruptFileError, "index.overlap", None),
+    ("stream_raw_size", _v2(_raw_size), "verify", CorruptFileError, "stream.size", None),
+    ("stream_ratio_bomb", _v2(_ratio_bomb), "verify", ResourceLimitError, "limit.compression", None),
+    ("stream_truncated", _v2(_truncate_deflate), "verify", InvalidTensorError, "stream.truncated", None),
+    ("stream_inflates_past", _v2(_inflate_past), "verify", InvalidTensorError, "stream.inflate", None),
+    ("declared_size_bomb", _v2(_declared_bomb), "verify", ResourceLimitError, "limit.tensor", None),
+    ("cumulative_bomb", _v2(_cumulative_v2), "verify", ResourceLimitError, "limit.total", TIGHT),
+    # version-2 codecs (gaps)
+    ("gaps_bad_order", _v2(lambda p: p.tensor(K).__setitem__("params", {"order": "spiral"})), "verify", InvalidTensorError, "gaps.params", None),
+    ("gaps_ends_with_filler", _v2(_gap_edit(lambda b: b + bytearray([255]))), "verify", InvalidTensorError, "gaps.trailing", None),
+    ("gaps_past_the_end", _v2(_gap_edit(lambda b: b[:-1] + bytearray([254]) + bytearray([255] * 300) + b[-1:])), "verify", InvalidTensorError, "gaps.streams", None),
+    ("gaps_overflow", _v2(_gap_edit(lambda b: bytearray([255] * 200) + b)), "verify", InvalidTensorError, "gaps.range", None),
+    ("gaps_count_high", _v2(_gap_edit(_extra_final)), "verify", InvalidTensorError, "gaps.count", None),
+    ("gaps_count_low", _v2(_gap_edit(_drop_final)), "verify", InvalidTensorError, "gaps.streams", None),
+    ("gaps_zero_value", _v2(_zero_value), "verify", InvalidTensorError, "gaps.values", None),
+    ("checksum_mismatch", _v2(_flip_value), "verify", InvalidTensorError, "tensor.checksum", None),
+    ("dense_nnz_mismatch", _v2(_dense_nnz), "verify", CorruptFileError, "tensor.nnz", None),
+    # version-2 structure
+    ("blob_filtered", _v2(_blob_filtered), "verify", CorruptFileError, "format.blobs", None),
+    ("blob_numbering", _v2(_blob_gap), "verify", CorruptFileError, "format.blobs", None),
+    ("root_member", _v2(_root_member), "verify", CorruptFileError, "format.members", None),
+    ("tree_numeric_dataset", _v2(_tree_numeric), "verify", CorruptFileError, "format.tree", None),
+    ("orphan_placeholder", _v2(_placeholder), "verify", CorruptFileError, "format.tree", None),
+    ("member_traversal", _v2(_member_name), "verify", CorruptFileError, "zip.name", None),
+    ("model_with_tree", _v2_model(_model_tree), "verify", CorruptFileError, "format.members", None),
+    # HDF5 structure (version-2 tree)
+    ("soft_link", _v2(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("alias", h5py.SoftLink("/tree/layers")))), "verify", UnsupportedFormatError, "h5.softlink", None),
+    ("external_link", _v2(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("ext", h5py.ExternalLink("canary.h5", "/x")))), "verify", UnsupportedFormatError, "h5.externallink", None),
+    ("hard_link_alias", _v2(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("again", f["tree/layers/dense"]))), "verify", UnsupportedFormatError, "h5.alias", None),
+    ("hostile_name", _v2(lambda p: setattr(p, "extra", lambda f: f["tree"].create_group("a\x1b[2Jb"))), "verify", CorruptFileError, "h5.name", None),
+    ("deep_nesting", _v2(lambda p: setattr(p, "extra", lambda f: _deep({"tree": f["tree"]}, None))), "verify", ResourceLimitError, "limit.depth", None),
+    ("too_many_attributes", _v2(lambda p: setattr(p, "extra", lambda f: _many_attrs({"tree": f["tree"]}, None))), "verify", ResourceLimitError, "limit.attributes", TIGHT),
+    # version-1 reader
+    ("v1_checksum_mismatch", _v1(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.sha256", np.bytes_(b"0" * 64))), "verify", InvalidTensorError, "tensor.checksum", None),
+    ("v1_checksum_missing", _v1(lambda f, w: f["tree/layers/dense/vars/1"].attrs.__delitem__("sparsecomp.sha256")), "verify", InvalidTensorError, "tensor.checksum.missing", None),
+    ("v1_csr_member_missing", _v1(lambda f, w: _csr(f).__delitem__("indptr")), "verify", InvalidTensorError, "csr.members", None),
+    ("v1_csr_member_extra", _v1(lambda f, w: _csr(f).create_dataset("evil", data=np.zeros(3))), "verify", InvalidTensorError, "csr.members", None),
+    ("v1_csr_member_wrong_kind", _v1(lambda f, w: (_csr(f).__delitem__("data"), _csr(f).create_group("data"))), "verify", InvalidTensorError, "csr.members", None),
+    ("v1_external_storage", _v1(_external_storage), "verify", UnsupportedFormatError, "h5.external", None),
+    ("v1_virtual_dataset", _v1(_virtual), "verify", UnsupportedFormatError, "h5.virtual", None),
+    ("v1_unknown_filter", _v1(lambda f, w: f["tree"].create_dataset("so", data=np.arange(100, dtype="<i4"), scaleoffset=0)), "verify", UnsupportedFormatError, "h5.filter", None),
+    ("v1_data_dtype_string", _v1(lambda f, w: _replace(_csr(f), "data", np.array([b"x"] * _csr(f)["data"].shape[0]))), "verify", InvalidTensorError, "tensor.dtype", None),
+    ("v1_data_dtype_int", _v1(lambda f, w: _replace(_csr(f), "data", np.zeros(_csr(f)["data"].shape[0], "<i4"))), "verify", InvalidTensorError, "csr.data.dtype", None),
+    ("v1_dtype_attr_not_float", _v1(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.dtype", np.bytes_(b"|O"))), "verify", InvalidTensorError, "tensor.dtype", None),
+    ("v1_big_endian", _v1(lambda f, w: _replace(f["tree/layers/dense/vars"], "1", f["tree/layers/dense/vars/1"][()].astype(">f4"))), "verify", InvalidTensorError, "tensor.dtype", None),
+    ("v1_index_dtype_too_narrow", _v1(lambda f, w: _replace(_csr(f), "indptr", (_csr(f)["indptr"][()] % 256).astype("<u1"))), "verify", InvalidTensorError, "csr.index.dtype", None),
+    ("v1_index_dtype_signed", _v1(lambda f, w: _replace(_csr(f), "indices", _csr(f)["indices"][()].astype("<i4"))), "verify", InvalidTensorError, "csr.index.dtype", None),
+    ("v1_bad_shape_negative", _v1(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.shape", np.array([-200, 300], np.int64))), "verify", InvalidTensorError, "tensor.shape", None),
+    ("v1_bad_shape_float", _v1(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.shape", np.array([200.0, 300.0]))), "verify", InvalidTensorError, "tensor.shape", None),
+    ("v1_declared_shape_larger", _v1(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.shape", np.array([400, 300], np.int64))), "verify", InvalidTensorError, "csr.indptr.length", None),
+    ("v1_indptr_length", _v1(lambda f, w: _set_indptr(f, lambda p: p[:-1])), "verify", InvalidTensorError, "csr.indptr.length", None),
+    ("v1_indptr_start", _v1(lambda f, w: _set_indptr(f, lambda p: np.concatenate([[1], p[1:]]))), "verify", InvalidTensorError, "csr.indptr.start", None),
+    ("v1_indptr_order", _v1(lambda f, w: _set_indptr(f, lambda p: np.concatenate([p[:5], [p[5] + 50], p[6:]]))), "verify", InvalidTensorError, "csr.indptr.order", None),
+    ("v1_indptr_end", _v1(lambda f, w: _set_indptr(f, lambda p: np.concatenate([p[:-1], [p[-1] - 1]]))), "verify", InvalidTensorError, "csr.indptr.end", None),
+    ("v1_nnz_mismatch", _v1(lambda f, w: _replace(_csr(f), "indices", _csr(f)["indices"][:-1])), "verify", InvalidTensorError, "csr.nnz", None),
+    ("v1_column_out_of_range", _v1(lambda f, w: _set_indices(f, lambda i, g: np.concatenate([i[:-1], [300]]))), "verify", InvalidTensorError, "csr.indices.range", None),
+    ("v1_duplicate_column", _v1(lambda f, w: _set_indices(f, _dup_column)), "verify", InvalidTensorError, "csr.indices.order", None),
+    ("v1_declared_size_bomb", _v1(_v1_bomb_shape), "verify", ResourceLimitError, "limit.tensor", None),
+    ("v1_cumulative_bomb", _v1(_v1_cumulative), "verify", ResourceLimitError, "limit.total", TIGHT),
+    ("v1_compression_ratio_bomb", _v1(_compression_bomb), "verify", ResourceLimitError, "limit.compression", None),
+    ("v1_declares_data_stores_none", _v1(_unallocated), "verify", CorruptFileError, "h5.storage", None),
+    ("v1_nan_values", _v1(_nan), "verify", InvalidTensorError, "tensor.nonfinite", None),
+    # models
     ("lambda_layer", _lambda_config, "load", UnsafeModelError, "model.lambda", None),
-    ("weight_shape_mismatch", _shape_mismatch, "load", WeightMismatchError, "weights.shape", None),
+    ("weight_shape_mismatch", _v2_model(_config_edit(_shape_mismatch)), "load", WeightMismatchError, "weights.shape", None),
 ]
+
+
+def build_bases(work: Path) -> dict:
+    """The valid files every case starts from."""
+    import keras
+    work.mkdir(parents=True, exist_ok=True)
+    v2 = work / "base.sparse.h5"
+    sparsecomp.pack(base_h5(work / "base.h5"), v2)
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    model = work / "model.sparse.h5"
+    sparsecomp.save(m, model)
+    return {"v2": v2, "v1": V1_BASE, "model": model}
 
 
 def build_all(out_dir) -> dict:
@@ -237,13 +564,12 @@ def build_all(out_dir) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = out / "_work"
-    work.mkdir(exist_ok=True)
-    base = out / "_base.sparse.h5"
-    sparsecomp.pack(base_h5(work / "base.h5"), base)
+    bases = build_bases(work)
+    shutil.copy(bases["v2"], out / "_base.sparse.h5")
     paths = {}
     for name, build, *_ in CASES:
         p = out / f"{name}.sparse.h5"
-        build(base, p, work)
+        build(bases, p, work)
         paths[name] = p
     (out / "CASES.json").write_text(json.dumps(
         [{"name": n, "operation": op, "error": e.__name__, "rule": r} for n, _b, op, e, r, _l in CASES], indent=1))

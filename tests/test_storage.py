@@ -1,8 +1,11 @@
-"""Tensor level: pack/unpack of HDF5 and .keras checkpoints, and refusal of bad files."""
+"""Tensor level: pack/unpack of HDF5 and .keras checkpoints (format version 2), and refusal of bad files."""
 
 import json
 import os
+import sys
 import zipfile
+import zlib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -12,7 +15,10 @@ from conftest import h5_content
 import sparsecomp
 from sparsecomp import (CorruptFileError, InvalidTensorError, UnsafeModelError, UnsupportedFormatError,
                         WriteError)
-from sparsecomp.container import atomic_output
+from sparsecomp.storage import atomic_output
+
+sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+from make_hostile import Parts, rebuild  # noqa: E402
 
 
 def keras2_layout(path, rng, sparsity=0.9, with_optimizer=True):
@@ -53,7 +59,7 @@ def test_keras2_layout_round_trip(tmp_path, rng):
     rep = sparsecomp.pack(src, tmp_path / "k2.sparse.h5")
     assert rep.totals("weights")["params"] == 50 * 30 + 30 + 30 * 10 + 10
     assert rep.totals("optimizer")["params"] == 1 + 50 * 30
-    assert any(r.encoding == "csr" for r in rep.records)
+    assert any(r.encoding == "gaps" for r in rep.records) and rep.format_version == 2
     sparsecomp.unpack(tmp_path / "k2.sparse.h5", tmp_path / "back.h5")
     assert h5_content(src) == h5_content(tmp_path / "back.h5")
 
@@ -127,18 +133,42 @@ def test_inspect_reports_keras_baseline(keras_files, tmp_path):
     assert js["file_ratio_vs_keras"] == pytest.approx(rep.keras_bytes / rep.file_bytes)
     for t in js["tensors"]:
         assert {"layer", "shape", "params", "nnz", "density", "encoding", "dense_bytes",
-                "stored_bytes", "ratio"} <= set(t)
+                "stored_bytes", "streams", "bytes_per_nonzero", "ratio"} <= set(t)
+        assert sum(t["streams"].values()) == t["stored_bytes"]
+    assert js["metadata_bytes"] == js["file_bytes"] - js["payload_bytes"] > 0
+    assert js["bytes_per_nonzero"] == pytest.approx(js["file_bytes"] / js["totals"]["weights"]["nnz"])
 
 
-def test_min_ratio_forces_dense(keras_files, tmp_path):
+def test_min_ratio_level_and_codecs_options(keras_files, tmp_path):
     d, _m, _x = keras_files
     r1 = sparsecomp.pack(d / "m.weights.h5", tmp_path / "a.sparse.h5", min_ratio=1.0)
     r2 = sparsecomp.pack(d / "m.weights.h5", tmp_path / "b.sparse.h5", min_ratio=1e9)
-    assert any(r.encoding == "csr" for r in r1.records)
-    assert all(r.encoding == "dense" for r in r2.records)
+    r3 = sparsecomp.pack(d / "m.weights.h5", tmp_path / "c.sparse.h5", codecs=["dense"])
+    r4 = sparsecomp.pack(d / "m.weights.h5", tmp_path / "d.sparse.h5", level=1)
+    assert any(r.encoding == "gaps" for r in r1.records)
+    assert all(r.encoding == "dense" for r in r2.records) and all(r.encoding == "dense" for r in r3.records)
     for r in r1.records:
-        if r.csr_bytes is not None:
-            assert (r.encoding == "csr") == (r.csr_bytes < r.dense_bytes)
+        assert r.stored_bytes <= r.dense_bytes
+    assert r1.file_bytes < r4.file_bytes < r3.file_bytes
+    for p in ("a", "b", "c", "d"):
+        assert {k: v.tobytes() for k, v in sparsecomp.read_tensors(tmp_path / f"{p}.sparse.h5")} == \
+            {k: v.tobytes() for k, v in sparsecomp.read_tensors(tmp_path / "a.sparse.h5")}
+    with pytest.raises(sparsecomp.BadArgumentError):
+        sparsecomp.pack(d / "m.weights.h5", tmp_path / "e.sparse.h5", level=4)
+
+
+def test_the_file_documents_itself(keras_files, tmp_path):
+    """An ordinary HDF5 file: root attributes name the format and where the JSON index is."""
+    d, _m, _x = keras_files
+    p = tmp_path / "p.sparse.h5"
+    sparsecomp.pack(d / "m.keras", p)
+    with h5py.File(p) as f:
+        assert f.attrs["format"] == b"sparsecomp" and int(f.attrs["format_version"]) == 2
+        blob, at, stored, size = (int(v) for v in f.attrs["index"])
+        doc = json.loads(zlib.decompress(f["blob"][at:at + stored].tobytes(), -15))
+        assert len(json.dumps(doc).encode()) == size or size > 0
+        assert doc["kind"] == "keras" and {t["codec"] for t in doc["tensors"]} <= set(sparsecomp.storage.CODECS)
+        assert [m["name"] for m in doc["files"]][:1] and "tree" in f
 
 
 # ---- bad input ------------------------------------------------------------------------------
@@ -150,13 +180,6 @@ def packed(keras_files, tmp_path):
     p = tmp_path / "p.sparse.h5"
     sparsecomp.pack(d / "m.weights.h5", p)
     return p
-
-
-def first_csr(f):
-    found = []
-    f["tree"].visititems(lambda n, o: found.append(o.name) if isinstance(o, h5py.Group)
-                         and o.attrs.get("sparsecomp.encoding") == b"csr" else None)
-    return f[found[0]]
 
 
 def test_missing_file(tmp_path):
@@ -190,61 +213,16 @@ def test_truncated_file(packed, keep):
         sparsecomp.verify(packed)
 
 
-def _mutate(packed, fn):
-    with h5py.File(packed, "r+") as f:
-        fn(first_csr(f))
-
-
-def test_indices_out_of_range(packed):
-    def f(g):
-        idx = g["indices"][()]
-        idx[-1] = np.iinfo(idx.dtype).max
-        g["indices"][...] = idx
-    _mutate(packed, f)
+def test_checksum_catches_silent_change(packed, tmp_path):
+    def flip(p):
+        path = next(t["path"] for t in p.doc["tensors"] if t["codec"] == "gaps" and t["path"].startswith("layers/"))
+        s = p.streams(path)
+        s[-1][0] ^= 0x10                          # the sign/exponent byte of the first value
+        p.set_streams(path, s)
+    bad = rebuild(packed, tmp_path / "bad.sparse.h5", flip)
     with pytest.raises(InvalidTensorError) as e:
-        sparsecomp.verify(packed)
-    assert e.value.rule == "csr.indices.range" and e.value.member.startswith("layers/")
-
-
-def test_non_monotonic_indptr(packed):
-    def f(g):
-        p = g["indptr"][()]
-        p[1], p[2] = p[2] + 1, p[1]
-        g["indptr"][...] = p
-    _mutate(packed, f)
-    with pytest.raises(InvalidTensorError) as e:
-        sparsecomp.verify(packed)
-    assert e.value.rule in ("csr.indptr.order", "csr.indptr.start")
-
-
-def test_declared_shape_larger_than_data(packed):
-    def f(g):
-        g.attrs["sparsecomp.shape"] = np.array([100000, 300], np.int64)
-    _mutate(packed, f)
-    with pytest.raises(InvalidTensorError) as e:
-        sparsecomp.verify(packed)
-    assert e.value.rule == "csr.indptr.length"
-
-
-def test_dtype_not_a_number(packed):
-    def f(g):
-        del g["data"]
-        g.create_dataset("data", data=np.array([b"x"] * g["indices"].shape[0]))
-    _mutate(packed, f)
-    with pytest.raises(InvalidTensorError) as e:
-        sparsecomp.verify(packed)
-    assert e.value.rule == "tensor.dtype"
-
-
-def test_checksum_catches_silent_change(packed):
-    def f(g):
-        d = g["data"][()]
-        d[0] = d[0] * 2 + 1
-        g["data"][...] = d
-    _mutate(packed, f)
-    with pytest.raises(InvalidTensorError) as e:
-        sparsecomp.verify(packed)
-    assert e.value.rule == "tensor.checksum"
+        sparsecomp.verify(bad)
+    assert e.value.rule == "tensor.checksum" and e.value.member.startswith("layers/")
 
 
 def test_lambda_layer_refused(tmp_path):
@@ -344,16 +322,19 @@ def test_saving_twice_gives_identical_bytes(keras_files, tmp_path):
 
 
 def test_scalar_tensors_are_checksummed_too(tmp_path, rng):
-    """Found by the fuzzer: a scalar's checksum was skipped (h5py returns NumPy scalars)."""
+    """Found by the fuzzer (version 1): a scalar's checksum was skipped (h5py returns NumPy scalars)."""
     src = keras2_layout(tmp_path / "k2.h5", rng)
     p = tmp_path / "k2.sparse.h5"
     sparsecomp.pack(src, p)
-    with h5py.File(p, "r+") as f:
-        d = f["tree/optimizer_weights/Adam/iterations:0"]
-        assert d.shape == ()
-        d[()] = 101                      # the iteration counter altered, checksum left as it was
+    name = "optimizer_weights/Adam/iterations:0"
+    assert Parts(p).tensor(name)["shape"] == []
+
+    def alter(parts):
+        s = parts.streams(name)
+        s[0][0] = 101                            # the iteration counter altered, checksum left as it was
+        parts.set_streams(name, s)
     with pytest.raises(InvalidTensorError) as e:
-        sparsecomp.verify(p)
+        sparsecomp.verify(rebuild(p, tmp_path / "bad.sparse.h5", alter))
     assert e.value.rule == "tensor.checksum" and e.value.member.endswith("iterations:0")
 
 
@@ -388,8 +369,10 @@ def test_property_writer_and_reader_agree(tmp_path_factory, tensors, seed, min_r
     for k, a in want.items():
         assert got[k].dtype == a.dtype and got[k].shape == a.shape and got[k].tobytes() == a.tobytes()
     for r in rep.records:
-        if r.encoding == "csr":
-            assert r.csr_bytes < r.dense_bytes and r.dense_bytes >= min_ratio * r.csr_bytes
+        if r.encoding != "dense":
+            assert r.stored_bytes < r.dense_bytes and r.dense_bytes >= min_ratio * r.stored_bytes
+        else:
+            assert r.stored_bytes == r.dense_bytes
 
 
 def test_packed_files_hold_no_variable_length_data(tmp_path):

@@ -1,0 +1,118 @@
+"""Byte streams and their codings: ``raw`` or ``deflate`` (RFC 1951), chosen by exact size.
+
+Every codec turns a tensor into a few byte streams (positions, values, codes...). Each stream is
+then stored in whichever coding is smaller, *measured*: ``raw`` (the bytes as they are) or
+``deflate`` (raw DEFLATE, no zlib header or checksum: the tensor's SHA-256 covers integrity).
+DEFLATE is LZ77 plus Huffman coding, so on the streams this format produces — gap bytes, the
+sign/exponent byte plane of floats, weight-sharing codes, all close to memoryless — it acts as a
+per-block Huffman coder; ``zlib``'s Huffman-only strategy is tried beside its default and the
+smaller kept (both decode with any inflater).
+
+Decoding is bounded: the decoded size is declared in the index and checked against the limits
+before anything is inflated, inflation stops at the declared size, and a stream that would
+inflate further, ends early or carries bytes after its end is refused.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from ..errors import InvalidTensorError, ResourceLimitError
+
+__all__ = ["CODINGS", "Stream", "code_stream", "decode_stream", "deflate", "SAMPLE_BYTES"]
+
+CODINGS = ("raw", "deflate")
+#: Streams longer than this are first tried on a sample; incompressible ones stay raw untried.
+SAMPLE_BYTES = 1 << 20
+_SAMPLE_PART = 1 << 16
+_CHUNK = 1 << 22
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stored stream: its role in the codec, its coding, the stored bytes and the decoded size.
+
+    ``data`` is any buffer (a raw stream is a view of the caller's array, not a copy).
+    """
+
+    role: str
+    coding: str
+    data: object
+    size: int
+
+    @property
+    def stored(self) -> int:
+        return memoryview(self.data).nbytes
+
+
+def deflate(data, strategy: int = zlib.Z_DEFAULT_STRATEGY, level: int = 9) -> bytes:
+    """Raw DEFLATE of ``data`` (any buffer), streamed in chunks so memory stays bounded."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
+    view = memoryview(data).cast("B")
+    parts = [c.compress(view[i:i + _CHUNK]) for i in range(0, len(view), _CHUNK)]
+    parts.append(c.flush())
+    return b"".join(parts)
+
+
+def _worth_trying(view: memoryview) -> bool:
+    """For a long stream: does deflate shrink an evenly spread sample by at least 2%?"""
+    n = len(view)
+    if n <= SAMPLE_BYTES:
+        return True
+    step = n // 16
+    sample = b"".join(bytes(view[i:i + _SAMPLE_PART]) for i in range(0, n - _SAMPLE_PART, step))
+    return len(deflate(sample, zlib.Z_HUFFMAN_ONLY, 1)) < 0.98 * len(sample)
+
+
+def code_stream(role: str, data, *, level: int = 2, max_ratio: int = 1024) -> Stream:
+    """Store ``data`` as the smaller of ``raw`` and ``deflate``.
+
+    ``level`` 1 stores raw; 2 tries deflate (Huffman-only, and the default strategy too on
+    streams up to 4 MiB), skipping long streams whose sample does not shrink; 3 tries both
+    strategies on everything. A deflated stream that would decode more than ``max_ratio`` bytes
+    per stored byte is not kept (the reader's :class:`Limits` would refuse it).
+    """
+    view = memoryview(data).cast("B")
+    raw = Stream(role, "raw", view, len(view))
+    if level <= 1 or len(view) < 8 or (level == 2 and not _worth_trying(view)):
+        return raw
+    best = raw
+    strategies = [zlib.Z_HUFFMAN_ONLY]
+    if level >= 3 or len(view) <= (4 << 20):
+        strategies.append(zlib.Z_DEFAULT_STRATEGY)
+    for strategy in strategies:
+        packed = deflate(view, strategy, 9 if strategy == zlib.Z_DEFAULT_STRATEGY else 1)
+        if len(packed) < best.stored and len(packed) * max_ratio >= len(view):
+            best = Stream(role, "deflate", packed, len(view))
+    return best
+
+
+def decode_stream(stored, coding: str, size: int, *, max_ratio: int, member=None, file=None) -> bytes:
+    """The decoded bytes of one stream, exactly ``size`` of them, or an error naming what is wrong."""
+    def fail(cls, msg, rule):
+        raise cls(msg, rule=rule, member=member, file=file)
+
+    view = memoryview(stored).cast("B")
+    if coding == "raw":
+        if len(view) != size:
+            fail(InvalidTensorError, f"raw stream stores {len(view)} bytes but declares {size}", "stream.size")
+        return view
+    if coding != "deflate":
+        fail(InvalidTensorError, f"unknown stream coding {coding!r}", "stream.coding")
+    if size > len(view) * max_ratio:
+        fail(ResourceLimitError, f"stream declares {size} bytes from {len(view)} stored (ratio above "
+             f"{max_ratio})", "limit.compression")
+    d = zlib.decompressobj(-15)
+    try:
+        out = d.decompress(view, size)
+        # output stopped at the declared size: what input is left may only end the stream
+        if d.unconsumed_tail and d.decompress(d.unconsumed_tail, 1):
+            fail(InvalidTensorError, "deflate stream inflates past its declared size", "stream.inflate")
+    except zlib.error as exc:
+        fail(InvalidTensorError, f"corrupt deflate stream ({exc})", "stream.deflate")
+    if len(out) < size:
+        fail(InvalidTensorError, f"deflate stream ends after {len(out)} of {size} declared bytes", "stream.truncated")
+    if not d.eof or d.unused_data or d.unconsumed_tail:
+        fail(InvalidTensorError, "deflate stream does not end where its stored bytes end", "stream.trailing")
+    return out
