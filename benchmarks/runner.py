@@ -36,7 +36,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS = HERE / "results"
+#: where runs are recorded; another checkout (a clean worktree running benchmarks while the main one
+#: is being edited) may record into the main one's folder
+RESULTS = Path(os.environ.get("SPARSECOMP_RESULTS_DIR", HERE / "results"))
 GUARDED = ("sparsecomp", "benchmarks", "models", "setup.py")
 
 __all__ = ["Context", "ProtocolError", "main", "benchmarks", "load_entries", "git_state"]
@@ -164,6 +166,8 @@ def main(argv=None) -> int:
     if argv and argv[0] == "render":
         from .render import main as render_main
         return render_main(argv[1:])
+    # the benchmark's own child processes import this checkout's code, whatever is installed
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     mods = benchmarks()
     if not argv or argv[0] in ("-h", "--help", "list"):
         print("usage: python -m benchmarks NAME [--exploratory] [--label L] [--seeds S ...] [--set KEY=VALUE ...] "
@@ -234,8 +238,7 @@ def main(argv=None) -> int:
     entry["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     entry["seconds"] = round(time.time() - t0, 1)
     path = _append(name, entry)
-    print(f"{entry['status']}: run {len(load_entries(name))} of {name} recorded in {path.relative_to(ROOT)}",
-          file=sys.stderr)
+    print(f"{entry['status']}: run {len(load_entries(name))} of {name} recorded in {path}", file=sys.stderr)
     if code == 1:
         print(entry["traceback"], file=sys.stderr)
     return code

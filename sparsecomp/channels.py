@@ -157,7 +157,7 @@ class ChannelGraph:
                 self.kind[name] = "member"
                 self.layout_out[name] = lay
             elif (kind in PASS and not lay.flat and (kind != "Activation" or _elementwise_activation(layer))
-                  and (kind != "PReLU" or _prelu_shared_over_channels(layer))):
+                  and kind != "PReLU"):                # a per-channel alpha would need slicing: PReLU pins
                 self.layout_out[name] = lay
             elif kind in GLOBAL and not lay.flat and not layer.get_config().get("keepdims", False):
                 self.layout_out[name] = lay
@@ -244,11 +244,6 @@ class ChannelPlan:
     def n_channels(self) -> int:
         return sum(len(v) for v in self.remove.values())
 
-    def per_layer(self) -> dict:
-        """``{producer: (kept, before)}`` channel counts."""
-        return {p: (self.sizes[g] - len(self.remove.get(g, [])), self.sizes[g])
-                for g, ps in self.producers.items() for p in ps}
-
     def to_dict(self) -> dict:
         return {"remove": {str(k): list(v) for k, v in self.remove.items()},
                 "producers": {str(k): v for k, v in self.producers.items()},
@@ -300,10 +295,6 @@ def _concat_on_channels(layer) -> bool:
     axis = layer.get_config().get("axis", -1)
     rank = len(layer.output.shape)
     return axis in (-1, rank - 1)
-
-
-def _prelu_shared_over_channels(layer) -> bool:
-    return False     # a per-channel alpha would need slicing; PReLU pins its channels
 
 
 def _check_plan(cg: ChannelGraph, plan: ChannelPlan) -> dict:

@@ -50,7 +50,7 @@ def _default_unpacked_name(src: Path, source_name: str | None, kind: str) -> Pat
 def _cmd_pack(args) -> int:
     from .storage import pack
     report = pack(args.input, args.output, min_ratio=args.min_ratio, drop_optimizer=args.drop_optimizer,
-                  progress=Progress("pack", enabled=args.progress))
+                  level=args.level, progress=Progress("pack", enabled=args.progress))
     print(report.to_json() if args.json else report.format_table())
     return 0
 
@@ -108,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("input")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--min-ratio", type=float, default=1.0,
-                   help="use CSR only where it is at least R times smaller than dense (default 1: whenever smaller)")
+                   help="use a codec other than dense only where it is at least R times smaller (default 1: "
+                        "whenever smaller)")
     s.add_argument("--drop-optimizer", action="store_true", help="leave optimizer state out")
+    s.add_argument("--level", type=int, choices=[1, 2, 3], default=2,
+                   help="storage effort: 1 fast (values stored raw), 2 default, 3 smallest")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     _progress_flag(s)
     s.set_defaults(func=_cmd_pack)
@@ -139,12 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     _progress_flag(s)
     s.set_defaults(func=_cmd_verify)
 
-    try:
-        from .cli_prune import add_prune_commands
-    except ImportError:
-        pass
-    else:
-        add_prune_commands(sub, _progress_flag)
+    from .cli_prune import add_prune_commands
+    add_prune_commands(sub, _progress_flag)
     return p
 
 

@@ -1,4 +1,8 @@
-"""The one call most users want: prune, remove dead units, save sparse, report with plots."""
+"""The one call most users want: prune → remove dead units → save → report with plots.
+
+The test data, when given, is read once, after the final model exists, and only to report: no
+decision depends on it (a test replaces it by noise and gets the same decisions and the same file).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadArgumentError
 from .masks import kernel_of, prunable_layers
-from .model_io import save
-from .model_io import clone_model
-from .pruning import PruneHistory, prune
+from .methods import METHODS
+from .model_io import clone_model, save
 from .storage import StorageReport
 from .surgery import remove_dead_units
 
-__all__ = ["compress", "CompressionResult", "keras_dense_bytes", "mnist_for"]
+__all__ = ["compress", "CompressionResult", "keras_dense_bytes", "layer_table"]
 
 
 def keras_dense_bytes(model) -> int:
@@ -29,21 +31,15 @@ def keras_dense_bytes(model) -> int:
         return p.stat().st_size
 
 
-def mnist_for(model, mnist_dir=None):
-    """MNIST shaped for ``model``'s input: ``((x, y), (x_test, y_test))``, float32 in [0, 1]."""
-    from .data import load_mnist
-    (x, y), (xt, yt) = load_mnist(mnist_dir)
-    shape = tuple(model.inputs[0].shape[1:])
-    x = (x.astype("float32") / 255.0).reshape((-1,) + shape)
-    xt = (xt.astype("float32") / 255.0).reshape((-1,) + shape)
-    return (x, y.astype("int64")), (xt, yt.astype("int64"))
-
-
 @dataclass
 class CompressionResult:
+    """What :func:`compress` produced: the final (smaller) model, the pruned one before dead-unit
+    removal, the pruning history, the removal plans, the storage report, a summary of measured
+    figures, the per-layer table, and the HTML report's path."""
+
     model: object
     pruned_model: object
-    history: PruneHistory
+    history: object
     plans: list
     storage: StorageReport
     summary: dict = field(default_factory=dict)
@@ -51,69 +47,78 @@ class CompressionResult:
     report_html: Path | None = None
 
 
+def _nonzeros(layer) -> int:
+    return sum(int(np.count_nonzero(np.asarray(v.numpy()))) for v in layer.weights) if layer is not None else 0
+
+
+def _size(layer) -> int:
+    return sum(int(np.prod(v.shape)) for v in layer.weights) if layer is not None else 0
+
+
+def layer_table(dense, pruned, small) -> list[dict]:
+    """Per prunable layer, weights and biases: dense, non-zero after pruning, after dead-unit
+    removal (shape, size, non-zeros) — each column counted the same way in every row and the total."""
+    rows = []
+    finals = {layer.name: layer for layer in small.layers}
+    names = [layer.name for layer in prunable_layers(dense)]
+    for name in names:
+        d, p, s = dense.get_layer(name), pruned.get_layer(name), finals.get(name)
+        k = kernel_of(s) if s is not None else None
+        rows.append({"layer": name, "weights": _size(d), "non-zero after pruning": _nonzeros(p),
+                     "kept %": round(100 * _nonzeros(p) / max(_size(d), 1), 2),
+                     "kernel before": "x".join(map(str, kernel_of(d).shape)),
+                     "kernel after removal": "x".join(map(str, k.shape)) if k is not None else "-",
+                     "weights after removal": _size(s), "non-zero after removal": _nonzeros(s)})
+    total = {"layer": "total", "weights": sum(r["weights"] for r in rows),
+             "non-zero after pruning": sum(r["non-zero after pruning"] for r in rows),
+             "kernel before": "", "kernel after removal": "",
+             "weights after removal": sum(r["weights after removal"] for r in rows),
+             "non-zero after removal": sum(r["non-zero after removal"] for r in rows)}
+    total["kept %"] = round(100 * total["non-zero after pruning"] / max(total["weights"], 1), 2)
+    return rows + [total]
+
+
 def _test_metric(model, test_data, metric):
-    if test_data is None:
-        return None
     x, y = test_data
     return float(model.evaluate(x, y, batch_size=512, verbose=0, return_dict=True)[metric])
 
 
-METHODS = ("std", "correlation")
-
-
 def compress(model, data, output, *, method: str = "std", test_data=None, report_dir=None, min_ratio: float = 1.0,
-             progress=None, **prune_kwargs) -> CompressionResult:
-    """Prune ``model``, remove dead units, and save it sparse.
+             level: int = 2, codecs=None, progress=None, **method_kwargs) -> CompressionResult:
+    """Prune ``model``, remove dead units, and save it sparse; report what it cost and saved.
 
     Args:
         model: the trained dense model (never modified).
         data: training data for fine-tuning, ``(x, y)`` or a dataset (validation carved from it).
         output: the ``.sparse.h5`` file to write.
-        method: ``"std"`` (:func:`sparsecomp.prune`, iterative std-threshold over frozen groups) or
-            ``"correlation"`` (:func:`sparsecomp.prune_correlation`).
-        test_data: ``(x, y)`` used only to *report* dense and compressed test accuracy.
+        method: a name of :data:`sparsecomp.methods.METHODS` (``"std"``, ``"correlation"``,
+            ``"structured"``).
+        test_data: ``(x, y)`` read once, after the final model exists, only to *report* the dense
+            and compressed test metric.
         report_dir: where to write the plots and ``report.html`` (skipped when ``None``).
-        min_ratio: the size check's setting (see :func:`sparsecomp.save`).
-        **prune_kwargs: passed to the pruning function (groups, q0, step, max_drop, epochs...).
+        min_ratio, level, codecs: the size check's settings (see :func:`sparsecomp.save`).
+        **method_kwargs: passed to the method (its own settings, the fine-tuning settings,
+            ``strategy``, ``checkpoint_dir``, ``resume``...).
 
     Returns:
-        A :class:`CompressionResult` with the final model, history, removal plans, storage report
-        and a summary of the measured figures.
+        A :class:`CompressionResult`.
     """
     t0 = time.time()
-    metric = prune_kwargs.get("metric", "accuracy")
-    if method not in METHODS:
-        raise BadArgumentError(f"`method` must be one of {list(METHODS)}. Received: {method!r}", rule="argument.method")
-    if method == "correlation":
-        from .correlation import prune_correlation
-        pruned, history = prune_correlation(model, data, progress=progress, **prune_kwargs)
-    else:
-        pruned, history = prune(model, data, progress=progress, **prune_kwargs)
+    prune_fn = METHODS.get(method)
+    metric = method_kwargs.get("metric", getattr(method_kwargs.get("tuning"), "metric", "accuracy"))
+    pruned, history = prune_fn(model, data, progress=progress, **method_kwargs)
     small, plans = remove_dead_units(pruned)
-    storage = save(small, output, min_ratio=min_ratio)
-    dense_test = _test_metric(_compiled_like(model, pruned), test_data, metric) if test_data is not None else None
-    pruned_test = _test_metric(small, test_data, metric)
+    storage = save(small, output, min_ratio=min_ratio, level=level, codecs=codecs)
+    dense_test = pruned_test = None
+    if test_data is not None:                 # the test set: once, after the final model exists
+        dense_test = _test_metric(_compiled_like(model, pruned), test_data, metric)
+        pruned_test = _test_metric(small, test_data, metric)
     keras_bytes = keras_dense_bytes(model)
     dense_params = int(model.count_params())
-    kernels_before = {layer.name: np.asarray(kernel_of(layer).numpy()) for layer in prunable_layers(model)}
-    kernels_after = {layer.name: np.asarray(kernel_of(layer).numpy()) for layer in prunable_layers(pruned)}
-    final_names = {layer.name: layer for layer in small.layers}
-    layers = []
-    for name, k in kernels_before.items():
-        layer_before = model.get_layer(name)
-        w_before = sum(int(np.prod(v.shape)) for v in layer_before.weights)
-        nz_pruned = sum(int(np.count_nonzero(np.asarray(v.numpy()))) for v in pruned.get_layer(name).weights)
-        small_layer = final_names.get(name)
-        after_shape = tuple(kernel_of(small_layer).shape) if small_layer is not None else None
-        nz_small = sum(int(np.count_nonzero(np.asarray(v.numpy()))) for v in small_layer.weights) if small_layer else 0
-        w_small = sum(int(np.prod(v.shape)) for v in small_layer.weights) if small_layer else 0
-        layers.append({"layer": name, "weights": w_before, "kept": nz_pruned,
-                       "kept %": f"{100 * nz_pruned / w_before:.2f}",
-                       "shape after removal": "x".join(map(str, after_shape)) if after_shape else "-",
-                       "weights after removal": w_small, "non-zero after removal": nz_small,
-                       "kernel before": "x".join(map(str, k.shape))})
+    layers = layer_table(model, pruned, small)
     total_nz = sum(int(np.count_nonzero(w)) for w in small.get_weights())
     summary = {
+        "method": method,
         "dense parameters": dense_params,
         "non-zero parameters after": total_nz,
         "parameters after dead-unit removal": int(small.count_params()),
@@ -122,18 +127,22 @@ def compress(model, data, output, *, method: str = "std", test_data=None, report
         f"pruned validation {metric}": round(history.final_metric, 5),
         f"dense test {metric}": None if dense_test is None else round(dense_test, 5),
         f"compressed test {metric}": None if pruned_test is None else round(pruned_test, 5),
+        "fine-tuning epochs": history.epochs,
         "dead units removed": sum(p.n_units for p in plans),
         "Keras dense .keras bytes (no optimizer)": keras_bytes,
         ".sparse.h5 bytes": storage.file_bytes,
         "file ratio (Keras / sparse)": round(keras_bytes / storage.file_bytes, 2),
+        "bytes per non-zero (all in)": round(storage.file_bytes / max(total_nz, 1), 3),
         "seconds": round(time.time() - t0, 1),
     }
     result = CompressionResult(model=small, pruned_model=pruned, history=history, plans=plans,
                                storage=storage, summary=summary, layers=layers)
     if report_dir is not None:
         from .plots import write_report
-        result.report_html = write_report(report_dir, history=history, storage=storage, before=kernels_before,
-                                          after=kernels_after, summary=summary, layers=layers)
+        before = {layer.name: np.asarray(kernel_of(layer).numpy()) for layer in prunable_layers(model)}
+        after = {layer.name: np.asarray(kernel_of(layer).numpy()) for layer in prunable_layers(pruned)}
+        result.report_html = write_report(report_dir, history=history, storage=storage, before=before,
+                                          after=after, summary=summary, layers=layers)
     return result
 
 

@@ -8,7 +8,7 @@ pruning would cut it.
 
 The schedule (one *step* = one layer):
 
-1. the layer's ``r`` comes from :class:`sparsecomp.history.CorrelationRecorder`, recorded over the
+1. the layer's ``r`` comes from :class:`sparsecomp.recorder.CorrelationRecorder`, recorded over the
    last ``record_fraction`` of the iterations of the previous step's fine-tuning (the recorder
    tracks the next layer in line while the current one is retrained, so recording costs no extra
    epochs); when there is no such recording (the first step, or after a revert) the step first
@@ -20,7 +20,8 @@ The schedule (one *step* = one layer):
 
 Layers go from the last one to the first; the cycle over all layers repeats (pruned weights stay
 zero and are left out of later statistics) until no layer can be pruned further, ``max_cycles``,
-or ``target_sparsity`` is reached.
+or ``target_sparsity`` is reached. Retraining, the gate, checkpoints and resume are the engine's
+(:mod:`sparsecomp.training`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ import time
 
 import numpy as np
 
+from .arguments import check_count, check_fraction, check_number, require_model
 from .criteria import correlation_mask
 from .errors import BadArgumentError
-from .history import CorrelationRecorder
+from .history import PruneHistory, PruneStep
 from .masks import prunable_layers
-from .pruning import PruneHistory, PruneStep, _check_count, _check_number, _require_model, _Run
+from .recorder import CorrelationRecorder
+from .training import FineTuner, FineTuning
 
 __all__ = ["prune_correlation"]
 
@@ -58,17 +61,16 @@ def _layer_order(model, layers) -> list[str]:
     return layers
 
 
-def prune_correlation(model, data, *, validation_data=None, validation_split: float = 0.1, layers="auto",
-                      q: float = 1.0, p: float = 0.4, record_fraction: float = 0.1, min_q: float | None = None,
-                      max_drop: float = 0.002, max_cycles: int = 10, target_sparsity: float | None = None,
-                      epochs: int = 1, recovery_epochs: int = 2, batch_size: int = 128, metric: str = "accuracy",
-                      optimizer=None, loss=None, metrics=None, learning_rate=None, lr_decay: float = 1.0,
-                      l2: float | None = None, max_epochs: int | None = None, strategy=None, progress=None):
+def prune_correlation(model, data, *, validation_data=None, layers="auto", q: float = 1.0, p: float = 0.4,
+                      record_fraction: float = 0.1, min_q: float | None = None, max_cycles: int = 10,
+                      target_sparsity: float | None = None, strategy=None, checkpoint_dir=None, resume: bool = False,
+                      interrupt_dir=None, progress=None, tuning: FineTuning | None = None, **tuning_kwargs):
     """Prune ``model`` by magnitude and weight/change correlation, one layer at a time.
 
     Args:
-        model, data, validation_data, validation_split, batch_size, metric, optimizer, loss,
-            metrics, learning_rate, lr_decay, l2, strategy, progress: as for :func:`sparsecomp.prune`.
+        model, data, validation_data, strategy, checkpoint_dir, resume, interrupt_dir, progress,
+            tuning, **tuning_kwargs: as for :func:`sparsecomp.prune` (``epochs`` >= 1 here: the
+            correlation is recorded while retraining).
         layers: ``"auto"`` (every prunable layer, last to first) or layer names in the order to prune.
         q: magnitude cut, in standard deviations of the layer's surviving weights.
         p: the fraction of each layer's surviving weights with the weakest ``|r|`` that may go
@@ -76,70 +78,64 @@ def prune_correlation(model, data, *, validation_data=None, validation_split: fl
         record_fraction: the last fraction of a fine-tuning's iterations over which ``r`` is
             recorded (the paper found the last 10% best).
         min_q: a reverted layer's ``q`` is halved; below ``min_q`` (default ``q / 4``) it is finished.
-        max_drop: largest allowed fall of the validation metric below the dense baseline.
         max_cycles: passes over all layers at most.
         target_sparsity: stop once this fraction of all prunable kernels' weights is zero.
-        epochs, recovery_epochs: retraining after each step, as for :func:`sparsecomp.prune`.
-        max_epochs: a training budget (recording epochs included): no new step starts once it is spent.
 
     Returns:
         ``(pruned_model, history)`` as :func:`sparsecomp.prune` does; each step's ``extra`` holds
         the cycle, ``p``, the recorded iterations and how many weights it pruned.
     """
-    for name, value, lo in (("q", q, 0.0), ("max_drop", max_drop, 0.0),
-                            ("min_q", q / 4 if min_q is None else min_q, 1e-9),
-                            ("target_sparsity", 0.5 if target_sparsity is None else target_sparsity, 0.0)):
-        _check_number(name, value, lo)
-    for name, value in (("p", p), ("record_fraction", record_fraction)):
-        _check_number(name, value, 0.0)
-        if value > 1:
-            raise BadArgumentError(f"`{name}` must be a fraction in [0, 1]. Received: {name}={value!r}",
-                                   rule=f"argument.{name}")
-    if record_fraction == 0:
-        raise BadArgumentError("`record_fraction` must be > 0: there is nothing to correlate otherwise",
-                               rule="argument.record_fraction")
-    if target_sparsity is not None and target_sparsity > 1:
-        raise BadArgumentError(f"`target_sparsity` must be in [0, 1]. Received: {target_sparsity!r}",
-                               rule="argument.target_sparsity")
-    _check_count("epochs", epochs, 1)
-    _check_count("recovery_epochs", recovery_epochs)
-    _check_count("max_cycles", max_cycles, 1)
-    if max_epochs is not None:
-        _check_count("max_epochs", max_epochs)
+    check_number("q", q, 0.0)
+    check_fraction("p", p)
+    check_fraction("record_fraction", record_fraction, allow_zero=False)
     min_q = q / 4 if min_q is None else min_q
-    _require_model(model)
+    check_number("min_q", min_q, 0.0, open_lo=True)
+    check_count("max_cycles", max_cycles, 1)
+    if target_sparsity is not None:
+        check_fraction("target_sparsity", target_sparsity)
+    tuning = FineTuning.build(tuning, **tuning_kwargs)
+    check_count("epochs", tuning.epochs, 1)
+    require_model(model)
     order = _layer_order(model, layers)
-    run = _Run(model, data, validation_data=validation_data, validation_split=validation_split,
-               batch_size=batch_size, metric=metric, optimizer=optimizer, loss=loss, metrics=metrics,
-               learning_rate=learning_rate, strategy=strategy, l2=l2, lr_decay=lr_decay)
-    masks = run.masks
-    history = PruneHistory(metric=metric, baseline=run.baseline, max_drop=max_drop,
-                           groups={n: [n] for n in order},
-                           settings={"method": "correlation", "q": q, "p": p, "record_fraction": record_fraction,
-                                     "min_q": min_q, "max_cycles": max_cycles, "epochs": epochs,
-                                     "recovery_epochs": recovery_epochs, "target_sparsity": target_sparsity,
-                                     "batch_size": batch_size, "learning_rate": learning_rate,
-                                     "lr_decay": lr_decay, "l2": l2,
-                                     "max_epochs": max_epochs, "replicas": run.strategy.num_replicas_in_sync if run.strategy else 1})
-    run.train_only(None)      # retraining after each step updates every layer (masks held)
-    steps = run.trainer.steps_per_epoch()
-    start_at = 0 if steps is None else int(math.floor((1.0 - record_fraction) * epochs * steps))
-    layer_q = {n: float(q) for n in order}
-    finished: set[str] = set()
-    recorder = None
-    recorded_for = None       # the layer whose r the live recorder holds (from an accepted retraining)
+    settings = {"method": "correlation", "layers": order, "q": q, "p": p, "record_fraction": record_fraction,
+                "min_q": min_q, "max_cycles": max_cycles, "target_sparsity": target_sparsity}
+    tuner = FineTuner(model, data, validation_data=validation_data, tuning=tuning, method="correlation",
+                      settings=settings, strategy=strategy, checkpoint_dir=checkpoint_dir, resume=resume,
+                      interrupt_dir=interrupt_dir)
+    tuner.train_only(None)      # retraining after each step updates every layer (masks held)
+    steps = tuner.data.steps_per_epoch()
+    start_at = 0 if steps is None else int(math.floor((1.0 - record_fraction) * tuning.epochs * steps))
+    rec = {"recorder": None}
 
     def track(name):
-        nonlocal recorder
-        if recorder is not None:
-            recorder.release()
-        with run.scope():
-            recorder = CorrelationRecorder(masks, [name])
-        run.trainer.compile()
-        return recorder.callback(start_at)
+        if rec["recorder"] is not None:
+            rec["recorder"].release()
+        with tuner.scope():
+            rec["recorder"] = CorrelationRecorder(tuner.masks, [name])
+        tuner.compile()
+        return rec["recorder"].callback(start_at)
+
+    resumed = tuner.resume()
+    if resumed is None:
+        history = PruneHistory(metric=tuning.metric, baseline=tuner.baseline, max_drop=tuning.max_drop,
+                               groups={n: [n] for n in order},
+                               settings={**settings, **tuning.to_dict(),
+                                         "replicas": tuner.strategy.num_replicas_in_sync if tuner.strategy else 1})
+        state = {"cycle": 1, "index": 0, "layer_q": {n: float(q) for n in order}, "finished": [],
+                 "recorded_for": None, "progressed": False, "stop": False}
+        accepted = tuner.snapshot()
+    else:
+        state, hist, arrays = resumed
+        history = PruneHistory.from_dict(hist)
+        history.resumed.append(len(history.steps))
+        accepted = tuner._resumed_snapshot
+        if state["recorded_for"] is not None:
+            track(state["recorded_for"])
+            rec["recorder"].load_statistics(arrays)
+            tuner.restore(accepted)             # the optimizer state, into the recompiled model's optimizer
 
     def next_in_line(after):
-        alive = [n for n in order if n not in finished]
+        alive = [n for n in order if n not in state["finished"]]
         if not alive:
             return None
         i = order.index(after)
@@ -149,71 +145,80 @@ def prune_correlation(model, data, *, validation_data=None, validation_split: fl
                 return cand
         return None
 
-    accepted = run.snapshot()
-    stop = False
-    spent = 0
-    for cycle in range(1, max_cycles + 1):
-        progressed = False
-        for name in order:
-            if stop:
-                break
-            if name in finished:
+    def advance():
+        state["index"] += 1
+        if state["index"] >= len(order):
+            if not state["progressed"] or len(state["finished"]) == len(order) or state["cycle"] >= max_cycles:
+                state["stop"] = True
+            state.update(cycle=state["cycle"] + 1, index=0, progressed=False)
+
+    try:
+        while not state["stop"]:
+            name = order[state["index"]]
+            if name in state["finished"]:
+                advance()
                 continue
-            if max_epochs is not None and spent >= max_epochs:
-                stop = True
+            if not tuner.budget_left():
                 break
             t0 = time.time()
             used = 0
-            if recorded_for != name:
-                run.trainer.fit(epochs, callbacks=[track(name)])
-                used += epochs
-                spent += epochs
+            if state["recorded_for"] != name:
+                tuner.fit(tuning.epochs, callbacks=[track(name)])
+                used += tuning.epochs
+            recorder = rec["recorder"]
             r = recorder.correlation(name)
             n_rec = recorder.iterations(name)
-            before = masks.masks[name]
-            w = masks.kernel(name)
+            before = tuner.masks.masks[name]
+            w = tuner.masks.kernel(name)
             alive = before.astype(bool)
             sigma = float(np.std(w[alive].astype(np.float64))) if alive.any() else 0.0
-            new = correlation_mask(w, r, layer_q[name], p, before)
+            new = correlation_mask(w, r, state["layer_q"][name], p, before)
             n_now = int(alive.sum() - new.sum())
             if n_now == 0:
-                finished.add(name)
-                recorded_for = None
-                log.info("cycle %d %s: nothing left below q*sigma among the weakest |r|; finished", cycle, name)
+                state["finished"].append(name)
+                state["recorded_for"] = None
+                log.info("cycle %d %s: nothing left below q*sigma among the weakest |r|; finished",
+                         state["cycle"], name)
+                advance()
                 continue
-            masks.set(name, new)
+            tuner.masks.set(name, new)
             nxt = next_in_line(name)
             callbacks = [track(nxt)] if nxt is not None else None
             if nxt is None:
-                run.trainer.compile()
-            value, fit_used, ok = run.fine_tune(epochs, recovery_epochs, max_drop, callbacks=callbacks)
+                tuner.compile()
+            value, fit_used, ok = tuner.fine_tune(callbacks=callbacks)
             used += fit_used
-            spent += fit_used
-            st = PruneStep(group=name, q=layer_q[name], thresholds={name: layer_q[name] * sigma},
-                           sparsity={name: masks.sparsity(name)}, total_sparsity=run.total_sparsity(),
-                           val_metric=value, drop=run.baseline - value, accepted=ok, seconds=time.time() - t0,
-                           epochs=used, extra={"cycle": cycle, "p": p, "recorded_iterations": n_rec,
-                                               "pruned_now": n_now})
+            lq = state["layer_q"][name]
+            st = PruneStep(group=name, q=lq, thresholds={name: lq * sigma}, sparsity={name: tuner.masks.sparsity(name)},
+                           total_sparsity=tuner.total_sparsity(), val_metric=value, drop=tuner.baseline - value,
+                           accepted=ok, seconds=time.time() - t0, epochs=used,
+                           extra={"cycle": state["cycle"], "p": p, "recorded_iterations": n_rec,
+                                  "pruned_now": n_now})
             history.steps.append(st)
+            log.info("cycle %d %s q=%.3f pruned %d sparsity=%.4f %s=%.4f %s", state["cycle"], name, lq, n_now,
+                     st.total_sparsity, tuning.metric, value, "accepted" if ok else "reverted")
+            arrays = {}
+            if ok:
+                accepted = tuner.snapshot()
+                state.update(progressed=True, recorded_for=nxt)
+                arrays = rec["recorder"].statistics() if nxt is not None else {}
+                if target_sparsity is not None and st.total_sparsity >= target_sparsity:
+                    state["stop"] = True
+            else:
+                tuner.restore(accepted)
+                state["recorded_for"] = None
+                state["layer_q"][name] = lq / 2
+                if state["layer_q"][name] < min_q - 1e-12:
+                    state["finished"].append(name)
+            if not state["stop"]:
+                advance()
+            tuner.decided(accepted, state, history, arrays)
             if progress is not None:
                 progress(st)
-            log.info("cycle %d %s q=%.3f pruned %d sparsity=%.4f %s=%.4f %s", cycle, name, layer_q[name], n_now,
-                     st.total_sparsity, metric, value, "accepted" if ok else "reverted")
-            if ok:
-                accepted = run.snapshot()
-                progressed = True
-                recorded_for = nxt
-                if target_sparsity is not None and st.total_sparsity >= target_sparsity:
-                    stop = True
-            else:
-                run.restore(accepted)
-                recorded_for = None
-                layer_q[name] /= 2
-                if layer_q[name] < min_q - 1e-12:
-                    finished.add(name)
-        if stop or not progressed or len(finished) == len(order):
-            break
-    if recorder is not None:
-        recorder.release()
-    final = run.finish(history)
+    except KeyboardInterrupt:
+        raise tuner.interrupted(history) from None
+    if rec["recorder"] is not None:
+        rec["recorder"].release()
+    history.final_sparsity = {n: tuner.masks.sparsity(n) for n in tuner.all_prunable}
+    final = tuner.finish(history)
     return final, history

@@ -10,13 +10,16 @@ every criterion ranks the same way (APoZ is turned into ``1 - APoZ``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .errors import BadArgumentError
+from .registry import Registry
 
 __all__ = ["std_threshold", "std_threshold_mask", "magnitude_fraction_mask", "correlation_mask",
            "filter_matrix", "l1_scores", "l2_scores", "apoz_scores", "random_scores", "tlt_normalize",
-           "equalize", "EQUALIZATIONS", "NORMALIZERS", "round_up_kept"]
+           "equalize", "EQUALIZATIONS", "NORMALIZERS", "round_up_kept", "Criterion", "ChannelContext", "CRITERIA"]
 
 
 def std_threshold(sigma: float, q: float) -> float:
@@ -175,3 +178,53 @@ def round_up_kept(n_kept: int, n_total: int, granularity: int = 8, min_filters: 
         raise BadArgumentError("`granularity` and `min_filters` must be >= 1", rule="argument.granularity")
     k = max(int(n_kept), int(min_filters))
     return int(min(n_total, -(-k // granularity) * granularity))
+
+
+# --- the registry --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChannelContext:
+    """What a channel criterion may use besides the producer's kernel."""
+
+    transposed: bool = False          # filters on the kernel's second-to-last axis (transposed convs)
+    scale: object = 1.0               # per-channel BatchNorm scale (fold_bn) or 1
+    normalizer: str = "max"           # tlt
+    rng: object = None                # random
+    apoz: object = None               # apoz: the channel's 1 - APoZ, measured on real inputs
+    n: int = 0                        # channels
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A pruning criterion: ``kind`` ``"mask"`` (weights -> keep-mask, unstructured) or
+    ``"channels"`` (a producer's kernel -> one score per output channel, higher = keep)."""
+
+    name: str
+    kind: str
+    fn: object
+    help: str = ""
+    needs_inputs: bool = False
+
+
+CRITERIA = Registry("criterion")
+
+
+def _channel(name, fn, help, needs_inputs=False):
+    CRITERIA.register(name, Criterion(name, "channels", fn, help, needs_inputs), help=help)
+
+
+CRITERIA.register("std", Criterion("std", "mask", std_threshold_mask,
+                                   "|w| >= q * sigma of the layer (Han et al. 2015)"), help="|w| >= q*sigma (Han et al.)")
+CRITERIA.register("magnitude", Criterion("magnitude", "mask", magnitude_fraction_mask,
+                                         "the smallest fraction of |w| goes (the unstructured control)"),
+                  help="the smallest fraction of |w| goes")
+CRITERIA.register("correlation", Criterion("correlation", "mask", correlation_mask,
+                                           "small |w| and weak |r(w, dw)| (Nomuunbayar & Kang 2018)"),
+                  help="small |w| and weak |r(w, dw)|")
+_channel("l1", lambda k, c: l1_scores(k, c.transposed) * c.scale, "mean |w| of the filter (Li et al. 2017)")
+_channel("l2", lambda k, c: l2_scores(k, c.transposed) * c.scale, "RMS of the filter or unit")
+_channel("apoz", lambda k, c: c.apoz, "1 - average percentage of zeros of the ReLU output (Hu et al. 2016)",
+         needs_inputs=True)
+_channel("random", lambda k, c: random_scores(c.n, c.rng), "uniform random scores (the control)")
+_channel("tlt", lambda k, c: tlt_normalize(l2_scores(k, c.transposed, normalize=False) * c.scale, c.normalizer),
+         "L2 norm over the layer's max, mean or L2 of norms (NVIDIA TLT)")

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["load_mnist", "mnist_dir", "BUILTIN_MNIST"]
+__all__ = ["load_mnist", "mnist_dir", "mnist_for", "BUILTIN_MNIST"]
 
 BUILTIN_MNIST = Path(__file__).parent / "_data" / "mnist"
 _FILES = {
@@ -108,3 +108,12 @@ def load_mnist(directory=None, *, verify: bool = True):
                             f"{len(arrays[f'{split}_labels'])} labels", rule="data.format")
     return ((arrays["train_images"], arrays["train_labels"]),
             (arrays["test_images"], arrays["test_labels"]))
+
+
+def mnist_for(model, mnist_dir=None):
+    """MNIST shaped for ``model``'s input: ``((x, y), (x_test, y_test))``, float32 in [0, 1]."""
+    (x, y), (xt, yt) = load_mnist(mnist_dir)
+    shape = tuple(model.inputs[0].shape[1:])
+    x = (x.astype("float32") / 255.0).reshape((-1,) + shape)
+    xt = (xt.astype("float32") / 255.0).reshape((-1,) + shape)
+    return (x, y.astype("int64")), (xt, yt.astype("int64"))

@@ -1,145 +1,115 @@
-"""Recording what training does to weights, in O(1) memory per weight: streaming Pearson r(w, dw).
+"""What a pruning run decided, as plain data that round-trips through JSON.
 
-For correlation pruning (Nomuunbayar & Kang 2018) every weight of the layer being analysed gets
-the correlation, over the recorded iterations t, between its value ``w_t`` (after the optimizer
-update and the mask) and its change ``dw_t = w_t - w_{t-1}``. Trajectories are never stored: the
-update is Welford's online algorithm for means, second moments and the co-moment (numerically
-stable in float32, unlike raw sums of squares, which cancel when a weight barely moves), done by
-the layer's kernel constraint, i.e. inside the compiled training step right after the optimizer
-update, on every replica under a distribution strategy. Seven arrays of the kernel's shape
-(previous value, two means, two second moments, co-moment) plus a counter: only the layers being
-analysed are tracked, so the memory stays bounded for VGG-sized models.
-
-Recording is switched on by a non-trainable flag variable; :meth:`CorrelationRecorder.callback`
-returns a Keras callback that raises it at a chosen iteration (the last fraction of training).
+:class:`PruneHistory` (std-threshold and correlation pruning: one :class:`PruneStep` per decision)
+and :class:`StructuredHistory` (one :class:`StructuredRound` per round). Reports plot them, the
+CLI writes them, checkpoints carry them.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from dataclasses import asdict, dataclass, field
 
-from .errors import BadArgumentError
-from .masks import _MaskConstraint, kernel_of
-
-__all__ = ["CorrelationRecorder"]
-
-_STATE = ("prev", "mean_w", "mean_d", "m2_w", "m2_d", "c")
+__all__ = ["JsonRecord", "PruneStep", "PruneHistory", "StructuredRound", "StructuredHistory"]
 
 
-class _RecordingConstraint:
-    """``w * mask``, and one Welford step of the (w, dw) statistics while ``active`` is 1."""
+class JsonRecord:
+    """Plain-data dataclasses that round-trip through JSON (``asdict`` recurses into nested ones)."""
 
-    def __init__(self, mask_var, state: dict, n, active):
-        self.mask_var = mask_var
-        self.s = state
-        self.n = n
-        self.active = active
+    def to_dict(self) -> dict:
+        return asdict(self)
 
-    def __call__(self, w):
-        from keras import ops
-        s = self.s
-        w_new = w * self.mask_var
-        a = self.active
-        d = w_new - s["prev"]
-        n_new = self.n + a
-        inv = a / ops.maximum(n_new, 1.0)
-        dx = w_new - s["mean_w"]
-        mean_w = s["mean_w"] + dx * inv
-        dy = d - s["mean_d"]
-        mean_d = s["mean_d"] + dy * inv
-        s["m2_w"].assign(s["m2_w"] + a * dx * (w_new - mean_w))
-        s["m2_d"].assign(s["m2_d"] + a * dy * (d - mean_d))
-        s["c"].assign(s["c"] + a * dx * (d - mean_d))
-        s["mean_w"].assign(mean_w)
-        s["mean_d"].assign(mean_d)
-        s["prev"].assign(w_new)
-        self.n.assign(n_new)
-        return w_new
+    def to_json(self, indent=2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
 
 
-class CorrelationRecorder:
-    """Track r(w, dw) for the kernels of ``names`` in a model whose masks ``masks`` holds.
+@dataclass
+class PruneStep:
+    """One decision of the schedule."""
 
-    Installs recording constraints in place of the plain mask constraints (recompile the model
-    afterwards: constraints are read when the training step is traced); :meth:`release` puts the
-    mask constraints back. Create it inside the strategy's scope when one is used.
+    group: str
+    q: float
+    thresholds: dict
+    sparsity: dict            # per layer, fraction of the kernel's weights that are zero
+    total_sparsity: float     # over all prunable kernels of the model
+    val_metric: float
+    drop: float               # baseline - val_metric
+    accepted: bool
+    seconds: float
+    epochs: int
+    extra: dict = field(default_factory=dict)   # method-specific facts (cycle, p, recorded steps...)
+
+
+@dataclass
+class PruneHistory(JsonRecord):
+    """Everything a pruning run decided, in order; plain data (``to_dict`` / ``to_json``).
+
+    ``baseline`` is the dense model's validation metric the gate compares with; ``gate`` the
+    margin rule in force (``settings["gate"]``); ``final_metric`` the returned model's validation
+    metric. No test-set figure is ever stored here: the library never reads a test set.
     """
 
-    def __init__(self, masks, names):
-        import keras
-        unknown = [n for n in names if n not in masks.layers]
-        if unknown:
-            raise BadArgumentError(f"cannot record {unknown}: not prunable layers of the model", rule="argument.layers")
-        self.masks = masks
-        self.names = list(names)
-        self.active = keras.Variable(0.0, trainable=False, dtype="float32", name="recording_active")
-        self.state: dict[str, dict] = {}
-        self.count: dict = {}
-        for n in self.names:
-            k = kernel_of(masks.layers[n])
-            shape = tuple(k.shape)
-            st = {key: keras.Variable(np.zeros(shape, "float32"), trainable=False, name=f"rec_{key}_{n}")
-                  for key in _STATE}
-            st["prev"].assign(np.asarray(k.numpy()))
-            self.state[n] = st
-            self.count[n] = keras.Variable(0.0, trainable=False, dtype="float32", name=f"rec_n_{n}")
-            k.constraint = _RecordingConstraint(masks.vars[n], st, self.count[n], self.active)
+    metric: str
+    baseline: float
+    max_drop: float
+    groups: dict
+    sigma: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+    final_sparsity: dict = field(default_factory=dict)
+    final_metric: float | None = None
+    seconds: float = 0.0
+    resumed: list = field(default_factory=list)      # steps after which a run was resumed
 
-    def reset(self) -> None:
-        """Forget what was recorded; the next recorded change is measured from the current weights."""
-        self.active.assign(0.0)
-        for n in self.names:
-            for key in _STATE:
-                v = self.state[n][key]
-                v.assign(np.zeros(tuple(v.shape), "float32"))
-            self.state[n]["prev"].assign(np.asarray(kernel_of(self.masks.layers[n]).numpy()))
-            self.count[n].assign(0.0)
+    def accepted_steps(self) -> list:
+        return [s for s in self.steps if s.accepted]
 
-    def start(self) -> None:
-        self.active.assign(1.0)
+    @property
+    def epochs(self) -> int:
+        """Fine-tuning epochs spent in all (recording epochs included)."""
+        return sum(s.epochs for s in self.steps)
 
-    def stop(self) -> None:
-        self.active.assign(0.0)
+    @classmethod
+    def from_dict(cls, d: dict) -> "PruneHistory":
+        d = dict(d)
+        d["steps"] = [PruneStep(**s) for s in d.get("steps", [])]
+        return cls(**d)
 
-    def iterations(self, name: str) -> int:
-        """How many training steps were recorded for ``name``."""
-        return int(round(float(np.asarray(self.count[name].numpy()))))
 
-    def callback(self, start_at: int):
-        """A Keras callback that starts recording at the ``start_at``-th batch (0-based) of the fit
-        calls it is passed to, counted across epochs and calls; recording stays on afterwards."""
-        import keras
-        rec = self
+@dataclass
+class StructuredRound:
+    round: int
+    criterion: str
+    channels_removed: int
+    filters: dict            # producer -> [kept, before this round]
+    params: int
+    val_metric: float
+    drop: float
+    accepted: bool
+    seconds: float
+    epochs: int
+    sparsity: float = 0.0    # magnitude criterion: fraction of kernel weights that are zero
 
-        class _Start(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.seen = 0
 
-            def on_train_batch_begin(self, batch, logs=None):
-                if self.seen == start_at:
-                    rec.start()
-                self.seen += 1
+@dataclass
+class StructuredHistory(JsonRecord):
+    metric: str
+    baseline: float
+    max_drop: float
+    dense_params: int
+    settings: dict = field(default_factory=dict)
+    rounds: list = field(default_factory=list)
+    final_metric: float | None = None
+    final_params: int | None = None
+    seconds: float = 0.0
+    resumed: list = field(default_factory=list)
 
-        return _Start()
+    @property
+    def epochs(self) -> int:
+        return sum(r.epochs for r in self.rounds)
 
-    def correlation(self, name: str) -> np.ndarray:
-        """Pearson r(w, dw) per weight over the recorded steps; 0 where it is undefined (a weight or
-        its change constant over the window, or fewer than two steps recorded)."""
-        st = self.state[name]
-        m2w = np.asarray(st["m2_w"].numpy(), np.float64)
-        m2d = np.asarray(st["m2_d"].numpy(), np.float64)
-        c = np.asarray(st["c"].numpy(), np.float64)
-        den = np.sqrt(m2w * m2d)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(den > 0, c / np.where(den > 0, den, 1.0), 0.0)
-        if self.iterations(name) < 2:
-            r = np.zeros_like(r)
-        return np.clip(r, -1.0, 1.0)
-
-    def release(self) -> None:
-        """Back to plain mask constraints; the statistics' variables are dropped."""
-        for n in self.names:
-            kernel_of(self.masks.layers[n]).constraint = _MaskConstraint(self.masks.vars[n])
-        self.state.clear()
-        self.count.clear()
+    @classmethod
+    def from_dict(cls, d: dict) -> "StructuredHistory":
+        d = dict(d)
+        d["rounds"] = [StructuredRound(**r) for r in d.get("rounds", [])]
+        return cls(**d)

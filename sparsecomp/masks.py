@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MaskSet", "prunable_layers", "kernel_of"]
+__all__ = ["MaskSet", "MaskConstraint", "prunable_layers", "kernel_of"]
 
 PRUNABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
 
@@ -31,7 +31,9 @@ def prunable_layers(model) -> list:
     return [layer for layer in model.layers if type(layer).__name__ in PRUNABLE and kernel_of(layer) is not None]
 
 
-class _MaskConstraint:
+class MaskConstraint:
+    """``w * mask``: the constraint that holds a mask inside the compiled training step."""
+
     def __init__(self, mask_var):
         self.mask_var = mask_var
 
@@ -55,7 +57,7 @@ class MaskSet:
             mask = np.asarray(k.numpy()) != 0 if from_zeros else np.ones(tuple(k.shape), bool)
             self.masks[name] = mask
             self.vars[name] = keras.Variable(mask.astype("float32"), trainable=False, name=f"mask_{name}")
-            k.constraint = _MaskConstraint(self.vars[name])
+            k.constraint = MaskConstraint(self.vars[name])
 
     def kernel(self, name) -> np.ndarray:
         return np.asarray(kernel_of(self.layers[name]).numpy())

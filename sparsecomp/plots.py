@@ -96,6 +96,30 @@ def plot_accuracy(history, path) -> None:
     _save(plt, fig, path)
 
 
+def plot_rounds(history, path) -> None:
+    """Structured pruning: validation metric and parameters after each round."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    rounds = history.rounds
+    xs = np.arange(1, len(rounds) + 1)
+    ax.plot(xs, [r.val_metric for r in rounds], "-", color="#777", lw=1)
+    for x, r in zip(xs, rounds):
+        ax.plot(x, r.val_metric, "o" if r.accepted else "x", color="#2a7" if r.accepted else "#c33", ms=6)
+    ax.axhline(history.baseline, color="#236", lw=1, label=f"dense baseline {history.baseline:.4f}")
+    ax.axhline(history.baseline - history.max_drop, color="#236", ls=":", lw=1,
+               label=f"allowed drop {history.max_drop:g}")
+    ax2 = ax.twinx()
+    ax2.plot(xs, [r.params for r in rounds], color="#d6613e", lw=1.5, label="parameters")
+    ax2.set_ylabel("parameters")
+    ax.set_xlabel("round (o accepted, x reverted)")
+    ax.set_ylabel(f"validation {history.metric}")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower left")
+    ax.set_title("Validation metric and parameters along the rounds")
+    _save(plt, fig, path)
+
+
 def plot_density(sparsity: dict, path) -> None:
     plt = _plt()
     names = list(sparsity)
@@ -155,14 +179,21 @@ def write_report(out_dir, *, history=None, storage=None, before=None, after=None
     if layers:
         keys = list(layers[0])
         parts.append("<h2>Per layer</h2>" + _table(keys, [[r[k] for k in keys] for r in layers]))
+    steps = getattr(history, "steps", None)
     if before and after:
         thresholds = {}
-        if history is not None:
-            for s in history.accepted_steps():
-                thresholds.update(s.thresholds)
+        for s in (history.accepted_steps() if steps is not None else []):
+            thresholds.update(s.thresholds)
         plot_histograms(before, after, thresholds, out / "histograms.png")
         parts.append("<h2>Weight histograms</h2><img src='histograms.png'>")
-    if history is not None and history.steps:
+    if history is not None and getattr(history, "rounds", None):
+        plot_rounds(history, out / "accuracy.png")
+        parts.append("<h2>Rounds</h2><img src='accuracy.png'>")
+        rows = [[r.round, r.criterion, r.channels_removed, f"{r.params:,}", f"{r.val_metric:.4f}", f"{r.drop:+.4f}",
+                 "accepted" if r.accepted else "reverted", f"{r.seconds:.1f}"] for r in history.rounds]
+        parts.append(_table(["round", "criterion", "channels removed", "parameters", f"val {history.metric}", "drop",
+                             "decision", "s"], rows))
+    if steps:
         plot_accuracy(history, out / "accuracy.png")
         plot_density(history.final_sparsity, out / "density.png")
         parts.append("<h2>Schedule</h2><img src='accuracy.png'><img src='density.png'>")
@@ -173,10 +204,12 @@ def write_report(out_dir, *, history=None, storage=None, before=None, after=None
         plot_bytes(storage, out / "bytes.png")
         parts.append("<h2>Storage</h2><img src='bytes.png'>")
         rows = [[r.path, r.layer, "x".join(map(str, r.shape)), f"{r.params:,}", f"{r.nnz:,}", f"{r.density:.2%}",
-                 r.encoding, format_bytes(r.dense_bytes), format_bytes(r.stored_bytes), f"{r.ratio:.2f}x"]
+                 r.encoding, format_bytes(r.dense_bytes), format_bytes(r.stored_bytes),
+                 ", ".join(f"{k} {format_bytes(v)}" for k, v in sorted(r.streams.items())),
+                 f"{r.bytes_per_nonzero:.2f}" if r.bytes_per_nonzero else "-", f"{r.ratio:.2f}x"]
                 for r in storage.records]
-        parts.append(_table(["tensor", "layer", "shape", "params", "nnz", "density", "encoding", "dense",
-                             "stored", "ratio"], rows))
+        parts.append(_table(["tensor", "layer", "shape", "params", "nnz", "density", "codec", "dense",
+                             "stored", "streams", "B/nnz", "ratio"], rows))
         parts.append(f"<pre>{html.escape(storage.format_table().split(chr(10) + chr(10))[-1])}</pre>")
     page = out / "report.html"
     page.write_text("\n".join(parts), encoding="utf-8")

@@ -15,7 +15,8 @@ passes ``max_drop`` (that round is reverted) or ``rounds`` rounds are done:
   ``threshold``. Kept counts are rounded up to a multiple of ``granularity`` and never fall below
   ``min_channels``; ``exclude`` names layers whose channels stay.
 - **prune**: :func:`sparsecomp.channels.remove_channels` (a new, smaller model);
-- **retrain**: ``epochs`` (+ up to ``recovery_epochs``) epochs, evaluate on validation data.
+- **retrain**: ``epochs`` (+ up to ``recovery_epochs``) epochs, evaluate on validation data — the
+  engine's fine-tuning and gate (:mod:`sparsecomp.training`), with checkpoints and resume.
 
 ``criterion="magnitude"`` is the unstructured control in the same loop: each round masks the
 ``fraction`` smallest-magnitude surviving weights of every layer (masks held while retraining).
@@ -23,62 +24,30 @@ passes ``max_drop`` (that round is reverted) or ``rounds`` rounds are done:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from .arguments import check_count, check_fraction, check_number, require_model
 from .channels import PASS, ChannelGraph, ChannelPlan, remove_channels
-from .criteria import (EQUALIZATIONS, apoz_scores, equalize, l1_scores, l2_scores, magnitude_fraction_mask,
-                       random_scores, round_up_kept, tlt_normalize)
+from .criteria import CRITERIA, EQUALIZATIONS, ChannelContext, apoz_scores, equalize, magnitude_fraction_mask, \
+    round_up_kept
 from .errors import BadArgumentError
-from .masks import MaskSet, kernel_of
-from .pruning import (_METRIC_TOL, JsonRecord, _check_count, _check_number, _compile_config, _require_model,
-                      _split_data, _Trainer)
+from .history import StructuredHistory, StructuredRound
+from .masks import kernel_of
 from .model_io import clone_model
+from .training import FineTuner, FineTuning
 
-__all__ = ["prune_structured", "channel_scores", "select_channels", "StructuredHistory", "StructuredRound",
-           "CRITERIA"]
+__all__ = ["prune_structured", "channel_scores", "select_channels", "structured_criteria"]
 
 log = logging.getLogger(__name__)
 
-CRITERIA = ("l1", "l2", "apoz", "random", "tlt", "magnitude")
 
-
-@dataclass
-class StructuredRound:
-    round: int
-    criterion: str
-    channels_removed: int
-    filters: dict            # producer -> [kept, before this round]
-    params: int
-    val_metric: float
-    drop: float
-    accepted: bool
-    seconds: float
-    epochs: int
-    sparsity: float = 0.0    # magnitude criterion: fraction of kernel weights that are zero
-
-
-@dataclass
-class StructuredHistory(JsonRecord):
-    metric: str
-    baseline: float
-    max_drop: float
-    dense_params: int
-    settings: dict = field(default_factory=dict)
-    rounds: list = field(default_factory=list)
-    final_metric: float | None = None
-    final_params: int | None = None
-    seconds: float = 0.0
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StructuredHistory":
-        d = dict(d)
-        d["rounds"] = [StructuredRound(**r) for r in d.get("rounds", [])]
-        return cls(**d)
+def structured_criteria() -> list[str]:
+    """The criteria ``prune_structured`` takes: every channel criterion, and ``magnitude`` (the
+    unstructured control in the same loop)."""
+    return CRITERIA.names(lambda c: c.kind == "channels") + ["magnitude"]
 
 
 def _transposed(layer) -> bool:
@@ -143,21 +112,25 @@ def channel_scores(model, criterion: str, *, inputs=None, equalization: str = "u
                    cg: ChannelGraph | None = None) -> dict:
     """``{group id: scores}`` for every prunable channel group of ``model`` (higher = keep).
 
-    ``inputs``: real input samples (APoZ only). Groups with several producers are equalized.
-    ``fold_bn`` (l1, l2, tlt): multiply each filter's norm by the scale ``|gamma|/sqrt(var+eps)`` of
-    a BatchNormalization right after it — the norm of the filter BN folding would produce. Without
-    it, a kernel norm says little in a BN network: BN undoes any rescaling of the kernel.
+    ``criterion``: a channel criterion of :data:`sparsecomp.criteria.CRITERIA` (``l1``, ``l2``,
+    ``apoz``, ``random``, ``tlt``). ``inputs``: real input samples (APoZ only). Groups with several
+    producers are equalized. ``fold_bn`` (l1, l2, tlt): multiply each filter's norm by the scale
+    ``|gamma|/sqrt(var+eps)`` of a BatchNormalization right after it — the norm of the filter BN
+    folding would produce. Without it, a kernel norm says little in a BN network: BN undoes any
+    rescaling of the kernel.
     """
-    if criterion not in CRITERIA or criterion == "magnitude":
-        raise BadArgumentError(f"`criterion` must be one of {[c for c in CRITERIA if c != 'magnitude']} here. "
-                               f"Received: {criterion!r}", rule="argument.criterion")
+    channel = CRITERIA.names(lambda c: c.kind == "channels")
+    if criterion not in channel:
+        raise BadArgumentError(f"`criterion` must be one of {channel} here. Received: {criterion!r}",
+                               rule="argument.criterion")
+    crit = CRITERIA.get(criterion)
     if equalization not in EQUALIZATIONS:
         raise BadArgumentError(f"`equalization` must be one of {list(EQUALIZATIONS)}. Received: {equalization!r}",
                                rule="argument.equalization")
     cg = cg or ChannelGraph(model)
     groups = cg.prunable_groups()
-    per_producer: dict[str, np.ndarray] = {}
-    if criterion == "apoz":
+    apoz: dict[str, np.ndarray] = {}
+    if crit.needs_inputs:
         if inputs is None or len(inputs) == 0:
             raise BadArgumentError("APoZ needs real inputs (`inputs=`)", rule="argument.apoz")
         import keras
@@ -178,7 +151,7 @@ def channel_scores(model, criterion: str, *, inputs=None, equalization: str = "u
                 nonpos[n] = nonpos[n] + (a <= 0).sum(axis=0)
                 totals[n] += a.shape[0]
         for p, (n, strict) in points.items():
-            per_producer[p] = apoz_scores(zeros[n] if strict else nonpos[n], totals[n])
+            apoz[p] = apoz_scores(zeros[n] if strict else nonpos[n], totals[n])
     rng = np.random.default_rng(seed)
     out = {}
     for g in groups:
@@ -187,17 +160,9 @@ def channel_scores(model, criterion: str, *, inputs=None, equalization: str = "u
             layer = model.get_layer(p)
             k = np.asarray(kernel_of(layer).numpy())
             scale = _bn_scale(cg, p) if fold_bn and criterion in ("l1", "l2", "tlt") else None
-            scale = 1.0 if scale is None else scale
-            if criterion == "l1":
-                scores.append(l1_scores(k, _transposed(layer)) * scale)
-            elif criterion == "l2":
-                scores.append(l2_scores(k, _transposed(layer)) * scale)
-            elif criterion == "tlt":
-                scores.append(tlt_normalize(l2_scores(k, _transposed(layer), normalize=False) * scale, normalizer))
-            elif criterion == "apoz":
-                scores.append(per_producer[p])
-            else:
-                scores.append(random_scores(cg.size(g), rng))
+            ctx = ChannelContext(transposed=_transposed(layer), scale=1.0 if scale is None else scale,
+                                 normalizer=normalizer, rng=rng, apoz=apoz.get(p), n=cg.size(g))
+            scores.append(np.asarray(crit.fn(k, ctx), np.float64))
         out[g] = scores[0] if len(scores) == 1 else equalize(scores, equalization)
     return out
 
@@ -211,8 +176,8 @@ def select_channels(cg: ChannelGraph, scores: dict, *, fraction: float | None = 
         raise BadArgumentError(f"`fraction` must be in [0, 1). Received: {fraction!r}", rule="argument.fraction")
     if scope not in ("global", "layer"):
         raise BadArgumentError(f"`scope` must be 'global' or 'layer'. Received: {scope!r}", rule="argument.scope")
-    _check_count("granularity", granularity, 1)
-    _check_count("min_channels", min_channels, 1)
+    check_count("granularity", granularity, 1)
+    check_count("min_channels", min_channels, 1)
     exclude = set(exclude or ())
     unknown = exclude - {layer.name for layer in cg.model.layers}
     if unknown:
@@ -257,119 +222,116 @@ def _filters(model) -> dict:
     return {p: cg.size(g) for g in cg.groups() for p in cg.producers(g)}
 
 
-def prune_structured(model, data, *, criterion: str = "l1", fraction: float | None = 0.1, threshold: float | None = None,
-                     scope: str = "global", rounds: int = 1, max_drop: float = 0.01, epochs: int = 1,
-                     recovery_epochs: int = 0, equalization: str = "union", normalizer: str = "max",
-                     granularity: int = 1, min_channels: int = 1, exclude=(), fold_bn: bool = False,
-                     apoz_samples: int = 1024, seed: int = 0,
-                     validation_data=None, validation_split: float = 0.1, batch_size: int = 128,
-                     metric: str = "accuracy", optimizer=None, loss=None, metrics=None, learning_rate=None,
-                     strategy=None, progress=None):
+def prune_structured(model, data, *, validation_data=None, criterion: str = "l1", fraction: float | None = 0.1,
+                     threshold: float | None = None, scope: str = "global", rounds: int = 1, equalization: str = "union",
+                     normalizer: str = "max", granularity: int = 1, min_channels: int = 1, exclude=(),
+                     fold_bn: bool = False, apoz_samples: int = 1024, strategy=None, checkpoint_dir=None,
+                     resume: bool = False, interrupt_dir=None, progress=None, tuning: FineTuning | None = None,
+                     **tuning_kwargs):
     """Rank, prune and retrain for up to ``rounds`` rounds; ``(smaller_model, StructuredHistory)``.
 
-    A round whose validation metric is more than ``max_drop`` below the dense baseline after
-    retraining is reverted and ends the loop. ``model`` is never modified. With ``tlt``, pass
-    ``threshold`` (and typically ``granularity=8``, ``min_channels=16``, ``fraction=None``).
-    Other arguments as for :func:`sparsecomp.prune` and :func:`select_channels`.
+    A round whose validation metric stays below the gate after retraining is reverted and ends
+    the loop. ``model`` is never modified. With ``tlt``, pass ``threshold`` (and typically
+    ``granularity=8``, ``min_channels=16``, ``fraction=None``). Selection arguments as for
+    :func:`select_channels`; fine-tuning ones (``tuning``/keywords) as for
+    :func:`sparsecomp.prune`, with ``max_drop=0.01`` and ``recovery_epochs=0`` by default here;
+    ``seed`` also seeds the ``random`` criterion.
     """
-    from .distribute import get_strategy
-    _require_model(model)
-    if criterion not in CRITERIA:
-        raise BadArgumentError(f"`criterion` must be one of {list(CRITERIA)}. Received: {criterion!r}",
+    require_model(model)
+    if criterion not in structured_criteria():
+        raise BadArgumentError(f"`criterion` must be one of {structured_criteria()}. Received: {criterion!r}",
                                rule="argument.criterion")
     if threshold is not None:
         fraction = None
     if criterion == "magnitude" and (fraction is None or not 0 < fraction < 1):
         raise BadArgumentError("the magnitude criterion prunes a `fraction` in (0, 1) of each layer's surviving "
                                "weights per round", rule="argument.fraction")
-    _check_number("max_drop", max_drop, 0.0)
-    _check_count("rounds", rounds, 1)
-    _check_count("epochs", epochs)
-    _check_count("recovery_epochs", recovery_epochs)
+    if fraction is not None:
+        check_fraction("fraction", fraction, allow_one=False)
+    if threshold is not None:
+        check_number("threshold", threshold, 0.0)
+    check_count("rounds", rounds, 1)
+    check_count("apoz_samples", apoz_samples, 1)
     if equalization not in EQUALIZATIONS:
         raise BadArgumentError(f"`equalization` must be one of {list(EQUALIZATIONS)}. Received: {equalization!r}",
                                rule="argument.equalization")
-    t_start = time.time()
-    strategy = get_strategy(strategy)
-    scope_cm = (lambda: strategy.scope()) if strategy is not None else contextlib.nullcontext
-    cfg = _compile_config(model, optimizer, loss, metrics, learning_rate)
-    train, val = _split_data(data, validation_data, validation_split)
-    with scope_cm():
-        current = clone_model(model)
-    trainer = _Trainer(current, train, val, batch_size, metric, cfg, strategy)
-    trainer.compile()
-    baseline = trainer.evaluate()
-    history = StructuredHistory(metric=metric, baseline=baseline, max_drop=max_drop,
-                                dense_params=int(model.count_params()),
-                                settings={"criterion": criterion, "fraction": fraction, "threshold": threshold,
-                                          "scope": scope, "rounds": rounds, "epochs": epochs,
-                                          "recovery_epochs": recovery_epochs, "equalization": equalization,
-                                          "normalizer": normalizer, "granularity": granularity,
-                                          "min_channels": min_channels, "exclude": list(exclude or ()),
-                                          "fold_bn": fold_bn,
-                                          "seed": seed, "batch_size": batch_size, "learning_rate": learning_rate})
-    apoz_inputs = _sample_inputs(train, apoz_samples) if criterion == "apoz" else None
-    final_value = baseline
-    for r in range(1, rounds + 1):
-        t0 = time.time()
-        before = _filters(current)
-        sparsity = 0.0
-        with scope_cm():
-            if criterion == "magnitude":
-                candidate = clone_model(current)
-                masks = MaskSet(candidate, from_zeros=True)
+    tuning = FineTuning.build(tuning, defaults={"max_drop": 0.01, "recovery_epochs": 0}, **tuning_kwargs)
+    exclude = list(exclude or ())
+    settings = {"method": "structured", "criterion": criterion, "fraction": fraction, "threshold": threshold,
+                "scope": scope, "rounds": rounds, "equalization": equalization, "normalizer": normalizer,
+                "granularity": granularity, "min_channels": min_channels, "exclude": exclude, "fold_bn": fold_bn,
+                "apoz_samples": apoz_samples}
+    magnitude = criterion == "magnitude"
+    tuner = FineTuner(model, data, validation_data=validation_data, tuning=tuning, method="structured",
+                      settings=settings, strategy=strategy, checkpoint_dir=checkpoint_dir, resume=resume,
+                      interrupt_dir=interrupt_dir, masks=magnitude)
+    resumed = tuner.resume()
+    if resumed is None:
+        history = StructuredHistory(metric=tuning.metric, baseline=tuner.baseline, max_drop=tuning.max_drop,
+                                    dense_params=int(model.count_params()), settings={**settings, **tuning.to_dict()})
+        state = {"round": 1, "final_value": tuner.baseline, "stop": False}
+        accepted = tuner.snapshot()
+    else:
+        state, hist, _ = resumed
+        history = StructuredHistory.from_dict(hist)
+        history.resumed.append(len(history.rounds))
+        accepted = tuner._resumed_snapshot
+    needs_inputs = not magnitude and CRITERIA.get(criterion).needs_inputs
+    apoz_inputs = _sample_inputs(tuner.data.train, apoz_samples) if needs_inputs else None
+    try:
+        while not state["stop"] and state["round"] <= rounds and tuner.budget_left():
+            r = state["round"]
+            t0 = time.time()
+            current = tuner.work
+            before = _filters(current)
+            sparsity = 0.0
+            with tuner.scope():
+                if magnitude:
+                    candidate = clone_model(current)
+                    removed = 0
+                else:
+                    cg = ChannelGraph(current)
+                    scores = channel_scores(current, criterion, inputs=apoz_inputs, equalization=equalization,
+                                            normalizer=normalizer, fold_bn=fold_bn, seed=tuning.seed + r, cg=cg)
+                    plan = select_channels(cg, scores, fraction=fraction, threshold=threshold, scope=scope,
+                                           granularity=granularity, min_channels=min_channels, exclude=exclude)
+                    removed = plan.n_channels
+                    candidate = remove_channels(current, plan) if removed else clone_model(current)
+            tuner.use(candidate)
+            if magnitude:
+                masks = tuner.masks
                 for n in masks.masks:
-                    if n in set(exclude or ()):
+                    if n in exclude:
                         continue
                     old = masks.sparsity(n)
                     masks.set(n, magnitude_fraction_mask(masks.kernel(n), old + fraction * (1 - old), masks.masks[n]))
-                removed = 0
+            value, used, ok = tuner.fine_tune()
+            if magnitude:
+                zeros = sum(int((~m).sum()) for m in tuner.masks.masks.values())
+                sparsity = zeros / max(sum(m.size for m in tuner.masks.masks.values()), 1)
+            after = _filters(tuner.work)
+            rd = StructuredRound(round=r, criterion=criterion, channels_removed=removed,
+                                 filters={p: [after.get(p, 0), n] for p, n in before.items()},
+                                 params=int(tuner.work.count_params()), val_metric=value, drop=tuner.baseline - value,
+                                 accepted=ok, seconds=time.time() - t0, epochs=used, sparsity=sparsity)
+            history.rounds.append(rd)
+            log.info("round %d %s removed %d channels params %d %s=%.4f %s", r, criterion, removed, rd.params,
+                     tuning.metric, value, "accepted" if ok else "reverted")
+            if ok:
+                accepted = tuner.snapshot()
+                state["final_value"] = value
+                if not magnitude and removed == 0:
+                    state["stop"] = True
             else:
-                cg = ChannelGraph(current)
-                scores = channel_scores(current, criterion, inputs=apoz_inputs, equalization=equalization,
-                                        normalizer=normalizer, fold_bn=fold_bn, seed=seed + r, cg=cg)
-                plan = select_channels(cg, scores, fraction=fraction, threshold=threshold, scope=scope,
-                                       granularity=granularity, min_channels=min_channels, exclude=exclude)
-                removed = plan.n_channels
-                candidate = remove_channels(current, plan) if removed else clone_model(current)
-                masks = None
-        tr = _Trainer(candidate, train, val, batch_size, metric, cfg, strategy)
-        tr.compile()
-        tr.fit(epochs)
-        used = epochs
-        value = tr.evaluate()
-        while baseline - value > max_drop + _METRIC_TOL and used < epochs + recovery_epochs:
-            tr.fit(1)
-            used += 1
-            value = tr.evaluate()
-        ok = baseline - value <= max_drop + _METRIC_TOL
-        if masks is not None:
-            masks.release()
-            for n, m in masks.masks.items():          # exact +0.0 where masked
-                k = kernel_of(candidate.get_layer(n))
-                w = np.asarray(k.numpy())
-                k.assign(np.where(m, w, np.zeros_like(w)))
-            zeros = sum(int((~m).sum()) for m in masks.masks.values())
-            sparsity = zeros / max(sum(m.size for m in masks.masks.values()), 1)
-        after = _filters(candidate)
-        rd = StructuredRound(round=r, criterion=criterion, channels_removed=removed,
-                             filters={p: [after.get(p, 0), n] for p, n in before.items()},
-                             params=int(candidate.count_params()), val_metric=value, drop=baseline - value,
-                             accepted=ok, seconds=time.time() - t0, epochs=used, sparsity=sparsity)
-        history.rounds.append(rd)
-        if progress is not None:
-            progress(rd)
-        log.info("round %d %s removed %d channels params %d %s=%.4f %s", r, criterion, removed, rd.params, metric,
-                 value, "accepted" if ok else "reverted")
-        if not ok:
-            break
-        current, final_value = candidate, value
-        if criterion != "magnitude" and removed == 0:
-            break
-    with scope_cm():
-        final = clone_model(current)
-        final.compile_from_config(cfg)
-    history.final_metric = final_value
+                tuner.restore(accepted)
+                state["stop"] = True
+            state["round"] = r + 1
+            tuner.decided(accepted, state, history)
+            if progress is not None:
+                progress(rd)
+    except KeyboardInterrupt:
+        raise tuner.interrupted(history) from None
+    final = tuner.finish(history)
+    history.final_metric = state["final_value"]
     history.final_params = int(final.count_params())
-    history.seconds = time.time() - t_start
     return final, history

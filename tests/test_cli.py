@@ -11,6 +11,16 @@ from sparsecomp.cli import main
 
 
 @pytest.fixture(scope="module")
+def trained_dense(tmp_path_factory):
+    """A LeNet-300-100 trained for one epoch on 10,000 MNIST images (far above chance), as .keras."""
+    from conftest import mnist_trained
+    d = tmp_path_factory.mktemp("dense")
+    m, _ = mnist_trained("lenet_300_100", 10000)
+    m.save(d / "dense.keras")
+    return d / "dense.keras"
+
+
+@pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     from models import zoo
     d = tmp_path_factory.mktemp("cli")
@@ -47,21 +57,16 @@ def test_errors_exit_nonzero_without_traceback(tmp_path):
         assert "[file." in r.stderr
 
 
-def test_prune_and_compress_commands(ckpt, capsys, tmp_path):
+def test_prune_and_compress_commands(trained_dense, capsys, tmp_path):
     import keras
-
-    from models import zoo
-    m = zoo.lenet_300_100()
-    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    m.save(tmp_path / "dense.keras")
-    assert main(["prune", str(tmp_path / "dense.keras"), "--data", "mnist", "-o", str(tmp_path / "p.keras"),
+    assert main(["prune", str(trained_dense), "--data", "mnist", "-o", str(tmp_path / "p.keras"),
                  "--one-shot", "--q", "1.0", "--history", str(tmp_path / "h.json")]) == 0
     hist = json.loads((tmp_path / "h.json").read_text())
     assert hist["steps"][0]["q"] == 1.0 and hist["settings"]["one_shot"] is True
     p = keras.saving.load_model(tmp_path / "p.keras")
     assert (p.get_layer("fc1").kernel.numpy() == 0).mean() > 0.25
     capsys.readouterr()
-    assert main(["compress", str(tmp_path / "dense.keras"), "--data", "mnist", "-o", str(tmp_path / "c.sparse.h5"),
+    assert main(["compress", str(trained_dense), "--data", "mnist", "-o", str(tmp_path / "c.sparse.h5"),
                  "--one-shot", "--q", "2.0", "--json", str(tmp_path / "c.json")]) == 0
     out, err = capsys.readouterr()
     assert "file ratio (Keras / sparse)" in out and "step   1" in err and "sparsity [" in err
@@ -76,12 +81,8 @@ def test_prune_bad_arguments_exit_cleanly(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_compress_with_correlation_method(tmp_path, capsys):
-    from models import zoo
-    m = zoo.lenet_300_100()
-    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    m.save(tmp_path / "dense.keras")
-    assert main(["compress", str(tmp_path / "dense.keras"), "--data", "mnist", "-o", str(tmp_path / "c.sparse.h5"),
+def test_compress_with_correlation_method(trained_dense, tmp_path, capsys):
+    assert main(["compress", str(trained_dense), "--data", "mnist", "-o", str(tmp_path / "c.sparse.h5"),
                  "--method", "correlation", "--layers", "fc3", "--max-cycles", "1", "--max-drop", "1.0",
                  "--json", str(tmp_path / "c.json")]) == 0
     hist = json.loads((tmp_path / "c.json").read_text())["history"]
@@ -90,20 +91,18 @@ def test_compress_with_correlation_method(tmp_path, capsys):
     assert hist["steps"][0]["extra"]["pruned_now"] > 0
     assert main(["verify", str(tmp_path / "c.sparse.h5")]) == 0
     capsys.readouterr()
-    assert main(["compress", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "x.sparse.h5"),
+    assert main(["compress", str(trained_dense), "-o", str(tmp_path / "x.sparse.h5"),
                  "--method", "correlation", "--q0", "0.3"]) == 1
     assert "--q0 belongs to --method std" in capsys.readouterr().err
-    assert main(["prune", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "x.keras"), "--layers", "fc1"]) == 1
+    assert main(["prune", str(trained_dense), "-o", str(tmp_path / "x.keras"), "--layers", "fc1"]) == 1
     assert "--layers belongs to --method correlation" in capsys.readouterr().err
     assert not (tmp_path / "x.sparse.h5").exists() and not (tmp_path / "x.keras").exists()
 
 
 def test_prune_structured_command(tmp_path, capsys):
     import keras
-
-    from models import zoo
-    m = zoo.lenet5()
-    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    from conftest import mnist_trained
+    m, _ = mnist_trained("lenet5", 4000)
     m.save(tmp_path / "dense.keras")
     assert main(["prune-structured", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "s.keras"),
                  "--criterion", "l1", "--fraction", "0.5", "--scope", "layer", "--epochs", "0", "--max-drop", "1",
@@ -118,18 +117,14 @@ def test_prune_structured_command(tmp_path, capsys):
     assert "fraction" in capsys.readouterr().err and not (tmp_path / "t.keras").exists()
 
 
-def test_prune_fine_tuning_flags(tmp_path, capsys):
-    from models import zoo
-    m = zoo.lenet_300_100()
-    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    m.save(tmp_path / "dense.keras")
-    assert main(["prune", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "p.keras"), "--groups", "fc3",
+def test_prune_fine_tuning_flags(trained_dense, tmp_path, capsys):
+    assert main(["prune", str(trained_dense), "-o", str(tmp_path / "p.keras"), "--groups", "fc3",
                  "--q0", "0.5", "--max-q", "0.5", "--epochs", "2", "--max-drop", "1.0", "--lr", "0.01",
                  "--lr-decay", "0.5", "--l2", "0.001", "--history", str(tmp_path / "h.json")]) == 0
     hist = json.loads((tmp_path / "h.json").read_text())
     assert hist["settings"]["lr_decay"] == 0.5 and hist["settings"]["l2"] == 0.001
     assert hist["settings"]["learning_rate"] == 0.01 and hist["steps"][0]["epochs"] == 2
     capsys.readouterr()
-    assert main(["prune", str(tmp_path / "dense.keras"), "-o", str(tmp_path / "x.keras"), "--lr-decay", "2"]) == 1
-    assert "`lr_decay` must be in (0, 1]" in capsys.readouterr().err
+    assert main(["prune", str(trained_dense), "-o", str(tmp_path / "x.keras"), "--lr-decay", "2"]) == 1
+    assert "`lr_decay` must be a finite number in (0.0, 1.0]" in capsys.readouterr().err
     assert not (tmp_path / "x.keras").exists()

@@ -8,7 +8,7 @@ from conftest import mnist_trained
 import sparsecomp
 from sparsecomp import BadArgumentError
 from sparsecomp.criteria import correlation_mask, std_threshold_mask
-from sparsecomp.history import CorrelationRecorder
+from sparsecomp.recorder import CorrelationRecorder
 from sparsecomp.masks import MaskSet
 
 

@@ -65,7 +65,7 @@ def main():
     # what the pruning loop does inside, with each replica's copy in view: masks set between fits
     # from the cross-replica context, held by the mask multiply that runs on each replica
     from sparsecomp.masks import MaskSet
-    from sparsecomp.pruning import clone_model
+    from sparsecomp.model_io import clone_model
     with strategy.scope():
         work = clone_model(model)
         ms = MaskSet(work)

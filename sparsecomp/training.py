@@ -1,0 +1,633 @@
+"""The fine-tuning engine every pruning method shares.
+
+A method is its criterion and its schedule; everything else lives here, once:
+
+- :class:`FineTuning` — the settings every method's retraining takes (epochs, recovery epochs,
+  the accuracy gate, batch size, learning rate and its decay, L2, optimizer, loss, metric,
+  validation split, epoch budget, seed, the baseline check), validated once;
+- :class:`TrainingData` — the training/validation split, a deterministic order per epoch, and
+  ``tf.data`` pipelines with explicit sharding where a ``tf.distribute`` strategy needs them;
+- :class:`FineTuner` — the working copy of the model holding masks, its dense baseline (checked
+  against chance), freezing, fine-tuning until the drop is recovered or judged unrecoverable,
+  snapshots for accept/revert, checkpoints after every decided step, resume, interruption, and
+  the model handed back.
+
+Determinism: the order of the training data in epoch ``e`` is a permutation drawn from
+``(seed, e)``, and the working copy's random-number states (Dropout) are set from ``seed``, so a
+run depends on nothing outside its arguments; with TensorFlow's deterministic ops a resumed run
+ends exactly where an uninterrupted one ends (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .arguments import check_count, check_fraction, check_number, require_model
+from .checkpoint import fingerprint_arrays, fingerprint_model, read_checkpoint, write_checkpoint
+from .errors import BadArgumentError, DataError
+from .graph import LayerGraph
+from .masks import MaskSet, kernel_of
+from .model_io import clone_model
+
+__all__ = ["FineTuning", "TrainingData", "FineTuner", "PruningInterrupted", "compile_config", "METRIC_TOL",
+           "ACCURACY_METRICS", "GATES"]
+
+log = logging.getLogger(__name__)
+
+#: Keras reports metrics as float32: 0.985 - 0.983 comes out as 0.00200003. Drops within this of
+#: ``max_drop`` are ties, not failures.
+METRIC_TOL = 1e-6
+ACCURACY_METRICS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
+#: ``fixed``: a step passes when the validation drop is at most ``max_drop``. ``paired``: it must
+#: stay within ``max_drop`` even after adding ``z`` standard errors of the paired difference of
+#: per-example correctness (dense vs pruned on the same validation images) — a margin that grows
+#: with how noisy the validation estimate is.
+GATES = ("fixed", "paired")
+
+
+class PruningInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT/SIGTERM; ``saved`` is where its last decided state went (or ``None``)."""
+
+    def __init__(self, saved, steps: int):
+        super().__init__(f"interrupted after {steps} decided steps")
+        self.saved = saved
+        self.steps = steps
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """How every method retrains after each change, validated once.
+
+    Args:
+        epochs: fine-tuning epochs after each step.
+        recovery_epochs: while the drop still exceeds the gate after ``epochs``, up to this many
+            more epochs (checked after each) before the step is reverted — "until the accuracy
+            drop can no longer be recovered".
+        max_drop: largest allowed fall of the validation ``metric`` below the dense baseline
+            (absolute: 0.002 is 0.2 accuracy points).
+        gate: ``"fixed"`` or ``"paired"`` (see :data:`GATES`); ``z``: the paired gate's margin
+            in standard errors.
+        batch_size: the global batch (split across replicas under a strategy).
+        learning_rate, optimizer, loss, metrics: default: the model's own compile config.
+        lr_decay: every step restarts at the learning rate and multiplies it by this after each
+            epoch, recovery epochs included (``1.0``: constant).
+        l2: an L2 penalty ``l2 * sum(w**2)`` on the kernels being fine-tuned, while pruning only
+            (Han et al. 2015 retrain with L2); the returned model keeps the caller's config.
+        metric: the validation metric the gate reads.
+        validation_split: the last fraction of the training arrays held out for decisions
+            (never the test set).
+        max_epochs: a budget: no new step starts once this many epochs were spent.
+        seed: the order of the training data in every epoch and the working copy's random states.
+        check_baseline: refuse a dense model whose validation accuracy is near chance (wrong
+            preprocessing or labels): every "reduction" measured from it would be meaningless.
+        expected_baseline: also refuse one more than 2 points below this accuracy.
+    """
+
+    epochs: int = 1
+    recovery_epochs: int = 2
+    max_drop: float = 0.002
+    gate: str = "fixed"
+    z: float = 1.0
+    batch_size: int = 128
+    learning_rate: float | None = None
+    lr_decay: float = 1.0
+    l2: float | None = None
+    optimizer: object = None
+    loss: object = None
+    metrics: object = None
+    metric: str = "accuracy"
+    validation_split: float = 0.1
+    max_epochs: int | None = None
+    seed: int = 0
+    check_baseline: bool = True
+    expected_baseline: float | None = None
+
+    def __post_init__(self):
+        check_count("epochs", self.epochs)
+        check_count("recovery_epochs", self.recovery_epochs)
+        check_number("max_drop", self.max_drop, 0.0)
+        if self.gate not in GATES:
+            raise BadArgumentError(f"`gate` must be one of {list(GATES)}. Received: gate={self.gate!r}",
+                                   rule="argument.gate")
+        check_number("z", self.z, 0.0)
+        check_count("batch_size", self.batch_size, 1)
+        if self.learning_rate is not None:
+            check_number("learning_rate", self.learning_rate, 0.0, open_lo=True)
+        check_number("lr_decay", self.lr_decay, 0.0, 1.0, open_lo=True)
+        if self.l2 is not None:
+            check_number("l2", self.l2, 0.0)
+        if not isinstance(self.metric, str):
+            raise BadArgumentError(f"`metric` must be a name. Received: {self.metric!r}", rule="argument.metric")
+        check_fraction("validation_split", self.validation_split, allow_zero=False, allow_one=False)
+        if self.max_epochs is not None:
+            check_count("max_epochs", self.max_epochs)
+        check_count("seed", self.seed)
+        if not isinstance(self.check_baseline, bool):
+            raise BadArgumentError("`check_baseline` must be True or False", rule="argument.check_baseline")
+        if self.expected_baseline is not None:
+            check_fraction("expected_baseline", self.expected_baseline)
+
+    @classmethod
+    def build(cls, tuning: FineTuning | None = None, defaults: dict | None = None, **kwargs) -> FineTuning:
+        """``tuning`` (or the class defaults, then a method's ``defaults``) with ``kwargs`` applied.
+
+        Unknown keywords are refused by name: a typo never silently falls back to a default.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise BadArgumentError(f"unknown fine-tuning argument(s) {unknown}; the shared ones are {sorted(names)}",
+                                   rule="argument.unknown")
+        base = asdict(tuning) if tuning is not None else {**{k: v for k, v in (defaults or {}).items()}}
+        if tuning is not None and not isinstance(tuning, cls):
+            raise BadArgumentError(f"`tuning` must be a FineTuning. Received: {type(tuning).__name__}",
+                                   rule="argument.tuning")
+        base.update(kwargs)
+        return cls(**base)
+
+    def to_dict(self) -> dict:
+        """The settings as JSON-able data (objects such as an optimizer by their Keras config)."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("optimizer", "loss", "metrics") and v is not None and not isinstance(v, (str, list, dict)):
+                try:
+                    import keras
+                    v = keras.saving.serialize_keras_object(v)
+                except Exception:  # noqa: BLE001 — a description is enough for the record
+                    v = repr(v)
+            out[f.name] = v
+        return out
+
+
+def compile_config(model, tuning: FineTuning) -> dict:
+    """The compile config fine-tuning uses: the model's own, overridden by ``tuning``."""
+    import keras
+    cfg = dict(model.get_compile_config() or {}) if getattr(model, "compiled", False) else {}
+    if tuning.optimizer is not None:
+        cfg["optimizer"] = keras.optimizers.serialize(keras.optimizers.get(tuning.optimizer))
+    if tuning.loss is not None:
+        cfg["loss"] = tuning.loss
+    if tuning.metrics is not None:
+        cfg["metrics"] = tuning.metrics
+    if not cfg.get("loss"):
+        raise BadArgumentError("the model is not compiled: pass loss= (and metrics=['accuracy'])", rule="argument.loss")
+    if not cfg.get("optimizer"):
+        cfg["optimizer"] = "adam"
+    if tuning.learning_rate is not None:
+        opt = keras.optimizers.get(cfg["optimizer"]) if not isinstance(cfg["optimizer"], dict) else \
+            keras.optimizers.deserialize(cfg["optimizer"])
+        conf = opt.get_config()
+        conf["learning_rate"] = float(tuning.learning_rate)
+        cfg["optimizer"] = keras.optimizers.serialize(type(opt).from_config(conf))
+    if not cfg.get("metrics"):
+        cfg["metrics"] = ["accuracy"]
+    return cfg
+
+
+class TrainingData:
+    """Training and validation data with a deterministic order per epoch.
+
+    ``data`` is ``(x, y)`` arrays (validation: ``validation_data`` or the last
+    ``validation_split`` of them) or a ``tf.data.Dataset`` of batches (then ``validation_data``
+    is required and the dataset's own order is used). Under a ``tf.distribute`` strategy arrays
+    become datasets of global batches with an explicit ``DATA`` sharding policy: every worker sees
+    the same global batch and Keras splits it across replicas.
+    """
+
+    def __init__(self, data, validation_data, tuning: FineTuning, strategy=None):
+        import tensorflow as tf
+        self.strategy = strategy
+        self.batch_size = tuning.batch_size
+        self.seed = tuning.seed
+        if isinstance(data, tf.data.Dataset):
+            if validation_data is None:
+                raise BadArgumentError("with a tf.data.Dataset, pass validation_data too (carved from your "
+                                       "training data, never the test set)", rule="argument.data")
+            self.train, self.val = data, validation_data
+            return
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise BadArgumentError("`data` must be (x, y) arrays or a tf.data.Dataset", rule="argument.data")
+        x, y = data
+        if len(x) != len(y):
+            raise BadArgumentError(f"x has {len(x)} samples, y {len(y)}", rule="argument.data")
+        if validation_data is not None:
+            self.train, self.val = (x, y), tuple(validation_data)
+        else:
+            nv = max(1, int(round(len(x) * tuning.validation_split)))
+            if len(x) - nv < 1:
+                raise BadArgumentError(f"{len(x)} samples leave nothing to train on after the validation split",
+                                       rule="argument.data")
+            self.train, self.val = (x[:-nv], y[:-nv]), (x[-nv:], y[-nv:])
+
+    @property
+    def arrays(self) -> bool:
+        return isinstance(self.train, tuple)
+
+    def steps_per_epoch(self) -> int | None:
+        if self.arrays:
+            return -(-len(self.train[0]) // self.batch_size)
+        n = int(self.train.cardinality())
+        return n if n >= 0 else None
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The permutation of the training samples used in epoch ``epoch`` of this run."""
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.train[0]))
+
+    def _dataset(self, x, y):
+        import tensorflow as tf
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(self.batch_size)
+        opts = tf.data.Options()
+        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return ds.with_options(opts)
+
+    def fit_args(self, epoch: int) -> dict:
+        """Keyword arguments of ``model.fit`` for one epoch."""
+        if not self.arrays:
+            return {"x": self.train, "shuffle": False}
+        perm = self.order(epoch)
+        x, y = self.train[0][perm], self.train[1][perm]
+        if self.strategy is not None:
+            return {"x": self._dataset(x, y), "shuffle": False}
+        return {"x": x, "y": y, "batch_size": self.batch_size, "shuffle": False}
+
+    def eval_args(self) -> dict:
+        if not self.arrays:
+            return {"x": self.val}
+        x, y = self.val
+        if self.strategy is not None:
+            return {"x": self._dataset(x, y)}
+        return {"x": x, "y": y, "batch_size": max(self.batch_size, 256)}
+
+    def val_labels(self) -> np.ndarray | None:
+        """Integer class labels of the validation data (one-hot rows become indices), or ``None``."""
+        if self.arrays:
+            y = np.asarray(self.val[1])
+        else:
+            try:
+                y = np.concatenate([np.asarray(b[1]) for b in self.val])
+            except (TypeError, IndexError, ValueError):
+                return None
+        if y.ndim == 2 and y.shape[1] > 1:
+            y = y.argmax(axis=1)
+        y = y.reshape(-1)
+        return y if y.dtype.kind in "iub" or np.all(np.equal(np.mod(y, 1), 0)) else None
+
+    def fingerprint(self) -> str | None:
+        """SHA-256 of the arrays a run trains and decides on (``None`` for datasets)."""
+        if not self.arrays:
+            return None
+        return fingerprint_arrays(self.train[0], self.train[1], self.val[0], self.val[1])
+
+
+@dataclass
+class Snapshot:
+    """A decided state: every variable of the working copy, masks, optimizer variables, freezing."""
+
+    config: dict
+    variables: list
+    masks: dict
+    optimizer: list | None
+    trainable: list
+    extra: dict
+
+
+class FineTuner:
+    """The working copy of a model, its data and baseline, and the accept/revert machinery.
+
+    Built inside ``strategy``'s scope when one is given (see :mod:`sparsecomp.distribute`).
+    ``method`` and ``settings`` (the method's own settings) identify the run in checkpoints: a
+    resume refuses a checkpoint of another method, other settings, another model or other data.
+    """
+
+    def __init__(self, model, data, *, validation_data=None, tuning: FineTuning, method: str, settings: dict,
+                 strategy=None, checkpoint_dir=None, resume: bool = False, interrupt_dir=None, masks: bool = True):
+        from .distribute import get_strategy, is_chief
+        require_model(model)
+        self.t_start = time.time()
+        self.source = model
+        self.tuning = tuning
+        self.method = method
+        self.settings = settings
+        self.strategy = get_strategy(strategy)
+        self.chief = is_chief(self.strategy)
+        self.cfg = compile_config(model, tuning)
+        self.data = TrainingData(data, validation_data, tuning, self.strategy)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.interrupt_dir = Path(interrupt_dir) if interrupt_dir else None
+        if resume and self.checkpoint_dir is None:
+            raise BadArgumentError("`resume` needs `checkpoint_dir`", rule="argument.resume")
+        self.use_masks = masks
+        self.spent = 0                      # fine-tuning epochs used
+        self.epochs_seen = 0                # epochs trained (orders the data)
+        self.counter = 0                    # decided steps
+        self.lr0 = None                     # the rate every step starts at (lr_decay)
+        self._last = None                   # (snapshot, method state, history) at the last decision
+        self.fingerprint = fingerprint_model(model)
+        self.data_fingerprint = self.data.fingerprint()
+        self._resume_from = read_checkpoint(self.checkpoint_dir) if resume else None
+        if self._resume_from is not None:
+            self._check_resumable(self._resume_from[0])
+        with self.scope():
+            self._install(clone_model(model))
+        self.compile()
+        if self.tuning.lr_decay != 1.0 and isinstance(self.work.optimizer.get_config().get("learning_rate"), dict):
+            raise BadArgumentError("`lr_decay` restarts and decays a plain learning rate at every pruning step; the "
+                                   "optimizer has a LearningRateSchedule. Pass a float learning rate or lr_decay=1",
+                                   rule="argument.lr_decay")
+        self._baseline_correct = None
+        self.baseline = self.evaluate(record_baseline=True)
+        if tuning.check_baseline:
+            self._check_baseline()
+
+    # -- the working copy -----------------------------------------------------------------------
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def _install(self, work) -> None:
+        """Make ``work`` the working copy: masks, L2 on the prunable kernels, seeded random states."""
+        self.work = work
+        self.masks = MaskSet(work, from_zeros=True) if self.use_masks else None
+        if self.tuning.l2 is not None and self.masks is not None:
+            import keras
+            reg = keras.regularizers.L2(float(self.tuning.l2))
+            for n in self.masks.layers:
+                kernel_of(work.get_layer(n)).regularizer = reg
+        self.graph = LayerGraph(work)
+        for i, v in enumerate(v for v in work.variables if v.path.endswith("seed_generator_state")):
+            v.assign(np.array([(self.tuning.seed * 7919 + i * 104729) % (2**31 - 1), 0], v.dtype))
+
+    def use(self, model) -> None:
+        """Replace the working copy by ``model`` (structured pruning's surgery); recompiles."""
+        with self.scope():
+            self._install(model)
+        self.compile()
+
+    def compile(self) -> None:
+        with self.scope():
+            self.work.compile_from_config(copy.deepcopy(self.cfg))
+
+    @property
+    def all_prunable(self) -> list:
+        return list(self.masks.layers) if self.masks is not None else []
+
+    def train_only(self, names) -> None:
+        """Make exactly the layers ``names`` trainable (``None``: every layer) and recompile."""
+        for layer in self.work.layers:
+            if layer.weights:
+                layer.trainable = names is None or layer.name in names
+        self.compile()
+
+    def total_sparsity(self) -> float:
+        zeros = sum(int((~self.masks.masks[n]).sum()) for n in self.all_prunable)
+        size = sum(self.masks.masks[n].size for n in self.all_prunable)
+        return zeros / size if size else 0.0
+
+    # -- training -------------------------------------------------------------------------------
+
+    def _set_epoch_lr(self, i: int) -> None:
+        """Epoch ``i`` of a step trains at ``lr0 * lr_decay**i`` (each step restarts at ``lr0``, the
+        rate of the compile config — never read back from an optimizer, whose rate has decayed)."""
+        if self.tuning.lr_decay == 1.0:
+            return
+        if self.lr0 is None:
+            import keras
+            opt = copy.deepcopy(self.cfg["optimizer"])      # Keras' deserializers edit what they are given
+            opt = keras.optimizers.deserialize(opt) if isinstance(opt, dict) else keras.optimizers.get(opt)
+            self.lr0 = float(keras.ops.convert_to_numpy(opt.learning_rate))
+        self.work.optimizer.learning_rate = self.lr0 * self.tuning.lr_decay ** i
+
+    def fit(self, epochs: int, callbacks=None, *, first: int = 0) -> None:
+        """``epochs`` epochs, one ``fit`` call each (epoch ``first + i`` of the current step's rate)."""
+        for i in range(epochs):
+            self._set_epoch_lr(first + i)
+            self.work.fit(**self.data.fit_args(self.epochs_seen), epochs=1, verbose=0, callbacks=callbacks)
+            self.epochs_seen += 1
+            self.spent += 1
+
+    def evaluate(self, *, record_baseline: bool = False) -> float:
+        """The validation metric (aggregated over replicas); the paired gate also keeps which
+        validation examples the model gets right."""
+        res = self.work.evaluate(**self.data.eval_args(), verbose=0, return_dict=True)
+        if self.tuning.metric not in res:
+            raise BadArgumentError(f"metric {self.tuning.metric!r} is not among the model's metrics {sorted(res)}; "
+                                   "compile the model with metrics=['accuracy'] or pass metric=",
+                                   rule="argument.metric")
+        if self.tuning.gate == "paired":
+            correct = self._correct()
+            if record_baseline:
+                self._baseline_correct = correct
+            self._last_correct = correct
+        return float(res[self.tuning.metric])
+
+    def _correct(self) -> np.ndarray:
+        labels = self.data.val_labels()
+        if labels is None or self.tuning.metric not in ACCURACY_METRICS:
+            raise BadArgumentError("the paired gate needs class labels and an accuracy metric", rule="argument.gate")
+        x = self.data.val[0] if self.data.arrays else self.data.val.map(lambda a, b: a)
+        p = np.asarray(self.work.predict(x, batch_size=max(self.tuning.batch_size, 256), verbose=0))
+        pred = (p.reshape(-1) > 0.5).astype(int) if p.ndim == 1 or p.shape[-1] == 1 else p.argmax(axis=-1)
+        return pred.reshape(-1) == labels
+
+    def passes(self, value: float) -> bool:
+        """Whether a step whose validation metric is ``value`` stays within the gate."""
+        drop = self.baseline - value
+        if self.tuning.gate == "fixed":
+            return drop <= self.tuning.max_drop + METRIC_TOL
+        a, b = self._baseline_correct, self._last_correct
+        n = len(a)
+        d = (a.astype(np.int64) - b.astype(np.int64))       # +1 lost, -1 gained, per example
+        se = math.sqrt(max(float(np.mean(d * d)) - float(np.mean(d)) ** 2, 0.0) / n)
+        return drop + self.tuning.z * se <= self.tuning.max_drop + METRIC_TOL
+
+    def fine_tune(self, callbacks=None):
+        """``epochs`` epochs, then up to ``recovery_epochs`` more while the gate is not met.
+
+        Returns ``(value, epochs_used, ok)``.
+        """
+        t = self.tuning
+        self.fit(t.epochs, callbacks=callbacks)
+        used = t.epochs
+        value = self.evaluate()
+        while not self.passes(value) and used < t.epochs + t.recovery_epochs:
+            self.fit(1, callbacks=callbacks, first=used)
+            used += 1
+            value = self.evaluate()
+        return value, used, self.passes(value)
+
+    def budget_left(self) -> bool:
+        return self.tuning.max_epochs is None or self.spent < self.tuning.max_epochs
+
+    def _check_baseline(self) -> None:
+        """Refuse a dense model whose validation accuracy says the data does not fit it."""
+        if self.tuning.metric not in ACCURACY_METRICS:
+            return
+        labels = self.data.val_labels()
+        b = self.baseline
+        if labels is not None and len(labels):
+            _, counts = np.unique(labels, return_counts=True)
+            chance = float(counts.max() / counts.sum())
+            floor = chance + 0.25 * (1.0 - chance)
+            if b < floor:
+                raise DataError(
+                    f"the dense model scores {b:.2%} {self.tuning.metric} on the validation data, near chance "
+                    f"({chance:.2%}: the most frequent class; a meaningful model should reach at least {floor:.2%}). "
+                    "Pruning it would measure reductions from a broken baseline. Likely causes: the input scale "
+                    "or preprocessing differs from what the model was trained with (e.g. 0-1 vs 0-255 pixels, a "
+                    "missing normalization), or the labels are ordered or encoded differently. Fix the data, or "
+                    "pass check_baseline=False (CLI: --no-baseline-check) if this accuracy is really expected",
+                    rule="data.baseline")
+        if self.tuning.expected_baseline is not None and b < self.tuning.expected_baseline - 0.02:
+            raise DataError(f"the dense model scores {b:.2%} on the validation data, more than 2 points below the "
+                            f"expected {self.tuning.expected_baseline:.2%}: check the preprocessing and the labels",
+                            rule="data.baseline")
+
+    # -- accept / revert ------------------------------------------------------------------------
+
+    def snapshot(self, **extra) -> Snapshot:
+        """Every variable of the working copy (weights and random states), masks, the optimizer's
+        variables (``None`` while it has not been built), which layers train, and ``extra``."""
+        opt = self.work.optimizer
+        built = opt is not None and opt.built
+        return Snapshot(config=self.work.get_config(), variables=[np.array(v.numpy()) for v in self.work.variables],
+                        masks=self.masks.snapshot() if self.masks is not None else {},
+                        optimizer=[np.array(v.numpy()) for v in opt.variables] if built else None,
+                        trainable=[layer.name for layer in self.work.layers if layer.weights and layer.trainable],
+                        extra=dict(extra))
+
+    def restore(self, snap: Snapshot) -> None:
+        """Back to ``snap``: a reverted step leaves no trace (weights, masks, optimizer state)."""
+        if snap.config != self.work.get_config():          # another architecture or other dropout rates
+            with self.scope():
+                self._install(type(self.work).from_config(snap.config))
+            for layer in self.work.layers:
+                if layer.weights:
+                    layer.trainable = layer.name in snap.trainable
+            self.compile()
+        for v, a in zip(self.work.variables, snap.variables):
+            v.assign(a)
+        if self.masks is not None:
+            self.masks.restore(snap.masks)
+        opt = self.work.optimizer
+        if snap.optimizer is None:
+            if opt.built:
+                self.compile()                               # a fresh optimizer, as the state had
+        else:
+            if not opt.built:
+                with self.scope():
+                    opt.build(self.work.trainable_variables)
+            for v, a in zip(opt.variables, snap.optimizer):
+                v.assign(a)
+
+    # -- checkpoints, resume, interruption -------------------------------------------------------
+
+    def _meta(self) -> dict:
+        return {"method": self.method, "settings": self.settings, "tuning": self.tuning.to_dict(),
+                "model_fingerprint": self.fingerprint, "data_fingerprint": self.data_fingerprint}
+
+    def _check_resumable(self, meta: dict) -> None:
+        mine = json.loads(json.dumps(self._meta(), default=float))
+        for key, what in (("method", "another method"), ("settings", "other settings"),
+                          ("tuning", "other fine-tuning settings"), ("model_fingerprint", "another model"),
+                          ("data_fingerprint", "other data")):
+            if meta.get(key) != mine[key]:
+                theirs, ours = meta.get(key), mine[key]
+                diff = ""
+                if isinstance(theirs, dict) and isinstance(ours, dict):
+                    keys = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+                    diff = "; differing: " + ", ".join(f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in keys[:6])
+                raise BadArgumentError(f"the checkpoint in {str(self.checkpoint_dir)!r} was made by {what}{diff}; "
+                                       "resume with the same model, data and settings, or start a new run",
+                                       rule="checkpoint.mismatch", file=self.checkpoint_dir)
+
+    def decided(self, snap: Snapshot, state: dict, history, arrays: dict | None = None) -> None:
+        """Record a decided step: ``snap`` is the accepted state the run continues from, ``state``
+        the schedule's own state (JSON-able), ``history`` what was decided so far. Written to
+        ``checkpoint_dir`` (chief only) when there is one; kept in memory for an interruption."""
+        self.counter += 1
+        self._last = (snap, dict(state), history, arrays or {})
+        if self.checkpoint_dir is not None and self.chief:
+            self._write(self.checkpoint_dir, *self._last)
+
+    def _write(self, directory: Path, snap: Snapshot, state: dict, history, arrays: dict) -> Path:
+        out = {f"var/{i}": a for i, a in enumerate(snap.variables)}
+        out.update({f"mask/{k}": v for k, v in snap.masks.items()})
+        if snap.optimizer is not None:
+            out.update({f"opt/{i}": a for i, a in enumerate(snap.optimizer)})
+        out.update({f"extra/{k}": v for k, v in arrays.items()})
+        meta = dict(self._meta(), counter=self.counter, config=snap.config, trainable=snap.trainable,
+                    snapshot_extra=snap.extra, optimizer_built=snap.optimizer is not None, state=state,
+                    history=history.to_dict(), spent=self.spent, epochs_seen=self.epochs_seen,
+                    n_variables=len(snap.variables), n_optimizer=len(snap.optimizer or []),
+                    seconds=time.time() - self.t_start)
+        return write_checkpoint(directory, meta, out)
+
+    def resume(self):
+        """``(state, history_dict, arrays)`` to continue from, after restoring the working copy; or
+        ``None`` for a fresh run."""
+        if self._resume_from is None:
+            return None
+        meta, arrays = self._resume_from
+        snap = Snapshot(config=meta["config"], variables=[arrays[f"var/{i}"] for i in range(meta["n_variables"])],
+                        masks={k[5:]: arrays[k].astype(bool) for k in arrays if k.startswith("mask/")},
+                        optimizer=[arrays[f"opt/{i}"] for i in range(meta["n_optimizer"])]
+                        if meta["optimizer_built"] else None,
+                        trainable=meta["trainable"], extra=meta.get("snapshot_extra", {}))
+        for layer in self.work.layers:
+            if layer.weights:
+                layer.trainable = layer.name in snap.trainable
+        self.compile()
+        self.restore(snap)
+        self.spent, self.epochs_seen, self.counter = meta["spent"], meta["epochs_seen"], meta["counter"]
+        extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
+        self._last = (snap, meta["state"], None, extra)
+        self._resumed_snapshot = snap
+        return meta["state"], meta["history"], extra
+
+    def interrupted(self, history) -> PruningInterrupted:
+        """What to raise on SIGINT/SIGTERM: the last decided state saved to ``interrupt_dir`` (or
+        already in ``checkpoint_dir``), the running step abandoned."""
+        saved = self.checkpoint_dir if (self.checkpoint_dir is not None and self._last is not None) else None
+        if saved is None and self._last is not None and self.interrupt_dir is not None and self.chief:
+            snap, state, hist, arrays = self._last
+            self._write(self.interrupt_dir, snap, state, hist if hist is not None else history, arrays)
+            saved = self.interrupt_dir
+        return PruningInterrupted(saved, self.counter)
+
+    # -- the result -----------------------------------------------------------------------------
+
+    def finish(self, history) -> object:
+        """The model handed back: rebuilt from the config (no constraints, no L2), exact +0.0
+        where masked, compiled with the caller's own compile config."""
+        if self.masks is not None:
+            self.masks.release()
+        with self.scope():
+            final = clone_model(self.work)
+            for n in self.all_prunable:
+                k = kernel_of(final.get_layer(n))
+                w = np.asarray(k.numpy())
+                k.assign(np.where(self.masks.masks[n], w, np.zeros_like(w)))
+            for layer in final.layers:
+                layer.trainable = True
+            final.compile_from_config(copy.deepcopy(self._caller_compile_config()))
+        self.work = final
+        history.final_metric = float(final.evaluate(**self.data.eval_args(), verbose=0,
+                                                    return_dict=True)[self.tuning.metric])
+        history.seconds = time.time() - self.t_start
+        return final
+
+    def _caller_compile_config(self) -> dict:
+        """The caller's compile config (or the fine-tuning one for an uncompiled model)."""
+        if getattr(self.source, "compiled", False) and self.source.get_compile_config():
+            return dict(self.source.get_compile_config())
+        return self.cfg
