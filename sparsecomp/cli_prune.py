@@ -38,26 +38,36 @@ TUNING_FLAGS = {"epochs": "epochs", "recovery_epochs": "recovery_epochs", "max_d
                 "seed": "seed", "expected_baseline": "expected_baseline"}
 
 
-def _load_any(path: str):
+def _load_any(args):
     from .model_io import load
-    p = Path(path)
-    if p.name.endswith(".sparse.h5"):
-        return load(p)
-    import keras
+    p = Path(args.input)
     if not p.exists():
-        raise BadArgumentError(f"no such file: {path}", rule="argument.input")
-    try:
-        return keras.saving.load_model(p, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for files it cannot read
-        raise BadArgumentError(f"Keras could not load {path}: {exc}", rule="argument.input") from None
+        raise BadArgumentError(f"no such file: {args.input}", rule="argument.input")
+    return load(p, architecture=getattr(args, "architecture", None))
 
 
 def _data(args, model):
-    if args.data != "mnist":
-        raise BadArgumentError(f"--data supports 'mnist' (the built-in offline copy). Received: {args.data!r}",
-                               rule="argument.data")
-    from .data import mnist_for
-    return mnist_for(model, args.mnist_dir)
+    """``(train, test, notes)`` from --data, shaped and scaled for ``model``."""
+    from .data import load_data, prepare
+    source = load_data(args.data, model=model)
+    train, test, notes = prepare(source, model, input_scale=args.input_scale, limit=args.limit)
+    return train, test, [source.source] + notes
+
+
+def _ensure_compiled(model, y, notes) -> None:
+    """A model without a training config (Keras 2 files saved without optimizer, weights-only
+    files) is compiled for fine-tuning: Adam, cross-entropy matching the labels and the output."""
+    if getattr(model, "compiled", False) and model.get_compile_config():
+        return
+    import keras
+    last = model.layers[-1].get_config().get("activation") if model.layers else None
+    logits = last not in ("softmax", "sigmoid")
+    one_hot = getattr(y, "ndim", 1) == 2
+    loss = (keras.losses.CategoricalCrossentropy(from_logits=logits) if one_hot
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=logits))
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    notes.append(f"the model had no training config: fine-tuning with Adam and {type(loss).__name__}"
+                 f"{' (from logits)' if logits else ''}")
 
 
 def _groups(spec):
@@ -67,26 +77,56 @@ def _groups(spec):
 
 
 class _StepPrinter:
-    """One line per pruning step (or structured round): elapsed time, sparsity, decision."""
+    """One line per pruning step (or structured round): elapsed time, sparsity, decision, and an
+    estimate of what is left.
 
-    def __init__(self, stream=None):
+    Steps are uneven (recovery epochs, reverts), so the estimate is an upper bound: the steps the
+    schedule can still take at most (std: the ``q`` values left up to ``max_q`` in this group and
+    the later groups; correlation: the layers left in this cycle and the cycles after; structured:
+    the rounds left) times the mean duration of a step so far. It shrinks as the run gets there.
+    """
+
+    def __init__(self, args=None, n_groups=None, stream=None):
         self.t0 = time.time()
         self.n = 0
+        self.args = args
+        self.n_groups = n_groups
+        self.groups_seen: list[str] = []
         self.stream = stream or sys.stderr
+
+    def _left(self, s) -> int | None:
+        a = self.args
+        if a is None:
+            return None
+        if hasattr(s, "round"):
+            return max((a.rounds or 1) - s.round, 0)
+        if a.method == "correlation":
+            layers = self.n_groups or 1
+            return max(layers * (a.max_cycles or 10) - self.n, 0)
+        if s.group not in self.groups_seen:
+            self.groups_seen.append(s.group)
+        step, q0, max_q = a.step or 0.1, a.q0 if a.q0 is not None else 0.5, a.max_q if a.max_q is not None else 6.0
+        per_group = int((max_q - q0) / step) + 1
+        here = max(int((max_q - s.q) / step), 0)
+        later = max((self.n_groups or 1) - len(self.groups_seen), 0)
+        return here + later * per_group
 
     def __call__(self, s):
         self.n += 1
+        elapsed = time.time() - self.t0
+        left = self._left(s)
+        eta = f"  ETA <= {left * elapsed / self.n / 60:.1f} min" if left is not None else ""
         mark = "accepted" if s.accepted else "REVERTED"
         if hasattr(s, "round"):
             what = f"sparsity {s.sparsity:.2%}" if s.criterion == "magnitude" else f"-{s.channels_removed} channels"
-            self.stream.write(f"[{time.time() - self.t0:7.1f}s] round {s.round:2d} {s.criterion:<9} {what:<18} "
+            self.stream.write(f"[{elapsed:7.1f}s] round {s.round:2d} {s.criterion:<9} {what:<18} "
                               f"params {s.params:>10,}  val {s.val_metric:.4f} (drop {s.drop:+.4f}, {s.epochs} ep)"
-                              f"  {mark}\n")
+                              f"  {mark}{eta}\n")
         else:
             bar = "#" * int(round(s.total_sparsity * 20))
-            self.stream.write(f"[{time.time() - self.t0:7.1f}s] step {self.n:3d} {s.group:<6} q={s.q:<5.2f} "
+            self.stream.write(f"[{elapsed:7.1f}s] step {self.n:3d} {s.group:<6} q={s.q:<5.2f} "
                               f"sparsity [{bar:<20}] {s.total_sparsity:7.2%}  val {s.val_metric:.4f} "
-                              f"(drop {s.drop:+.4f}, {s.epochs} ep)  {mark}\n")
+                              f"(drop {s.drop:+.4f}, {s.epochs} ep)  {mark}{eta}\n")
         self.stream.flush()
 
 
@@ -142,12 +182,39 @@ def _method_kwargs(args, strategy=None) -> dict:
 _UNSET = object()
 
 
+def _run_kwargs(args) -> dict:
+    """Checkpoints and interruption: --checkpoint-dir/--resume, else the last decided state goes
+    to OUTPUT.interrupted on Ctrl-C."""
+    if args.resume and not args.checkpoint_dir:
+        raise BadArgumentError("--resume needs --checkpoint-dir (the folder a run, or an interruption, wrote)",
+                               rule="argument.resume")
+    interrupt = None if args.checkpoint_dir else str(Path(args.output)) + ".interrupted"
+    return {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume, "interrupt_dir": interrupt}
+
+
+def _n_groups(args, model) -> int:
+    from .masks import prunable_layers
+    if args.method == "correlation":
+        return len(args.layers) if args.layers else len(prunable_layers(model))
+    if args.groups:
+        return len(args.groups)
+    from .pruning import default_groups
+    return len(default_groups(model))
+
+
 def _cmd_prune(args) -> int:
     strategy = _strategy(args)
     _outputs_of(args, strategy, ("output", "history"))
-    model = _load_any(args.input)
-    (x, y), _test = _data(args, model)
-    pruned, history = METHODS.get(args.method)(model, (x, y), progress=_StepPrinter(), **_method_kwargs(args, strategy))
+    from .cli import check_outputs
+    check_outputs([("the output", args.output, False), ("the history", args.history, False)], force=args.force,
+                  inputs=[args.input])
+    model = _load_any(args)
+    train, _test, notes = _data(args, model)
+    _ensure_compiled(model, train[1], notes)
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    pruned, history = METHODS.get(args.method)(model, train, progress=_StepPrinter(args, _n_groups(args, model)),
+                                               **_method_kwargs(args, strategy), **_run_kwargs(args))
     pruned.save(args.output)
     if args.history:
         Path(args.history).write_text(history.to_json())
@@ -166,39 +233,125 @@ def _cmd_prune(args) -> int:
     return 0
 
 
+def _print_summary(res_summary: dict, notes) -> None:
+    w = max(len(k) for k in res_summary)
+    for k, v in res_summary.items():
+        print(f"{k:<{w}}  {v}")
+    for n in notes:
+        print(f"note: {n}")
+
+
+def _cmd_compress_data_free(args, outputs) -> int:
+    """--no-data: magnitude/std cut to --target-sparsity; nothing is evaluated, nothing claimed."""
+    from .cli import check_outputs
+    from .datafree import pack_data_free, prune_data_free
+    from .model_io import is_sparse_file
+    if args.target_sparsity is None:
+        raise BadArgumentError("--no-data needs --target-sparsity (nothing can tell how far to prune without data)",
+                               rule="argument.target_sparsity")
+    check_outputs(outputs, force=args.force, inputs=[args.input])
+    weights_only = not is_sparse_file(args.input) and args.architecture is None and _weights_only(args.input)
+    if weights_only:                                    # tensor level: the file keeps its layout
+        report, info = pack_data_free(args.input, args.output, args.target_sparsity,
+                                      criterion=args.data_free_criterion, exclude=args.exclude or (),
+                                      min_ratio=args.min_ratio, level=args.level)
+        print(report.format_table())
+        summary = {"mode": "data-free, tensor level (the checkpoint keeps its layout)",
+                   "criterion": info.criterion, "q (std)": info.q, "target sparsity": info.target_sparsity,
+                   "kernel sparsity reached": round(info.total_sparsity, 5), "accuracy": info.accuracy,
+                   "source bytes": report.source_bytes, ".sparse.h5 bytes": report.file_bytes,
+                   "file ratio (source / sparse)": round(report.source_bytes / report.file_bytes, 2)}
+    else:
+        from .compress import keras_dense_bytes
+        from .model_io import save
+        from .surgery import remove_dead_units
+        model = _load_any(args)
+        pruned, info = prune_data_free(model, args.target_sparsity, criterion=args.data_free_criterion,
+                                       exclude=args.exclude or ())
+        small, plans = remove_dead_units(pruned)
+        storage = save(small, args.output, min_ratio=args.min_ratio, level=args.level)
+        print(storage.format_table())
+        keras_bytes = keras_dense_bytes(model)
+        nz = sum(int((w != 0).sum()) for w in small.get_weights())
+        summary = {"mode": "data-free, model level", "criterion": info.criterion, "q (std)": info.q,
+                   "target sparsity": info.target_sparsity, "kernel sparsity reached": round(info.total_sparsity, 5),
+                   "accuracy": info.accuracy, "dense parameters": int(model.count_params()),
+                   "non-zero parameters after": nz, "dead units removed": sum(p.n_units for p in plans),
+                   "Keras dense .keras bytes (no optimizer)": keras_bytes, ".sparse.h5 bytes": storage.file_bytes,
+                   "file ratio (Keras / sparse)": round(keras_bytes / storage.file_bytes, 2)}
+    print()
+    _print_summary(summary, [])
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "data_free": info.to_dict()}, indent=2,
+                                              default=str))
+    return 0
+
+
+def _weights_only(path) -> bool:
+    """An HDF5 checkpoint without a model config (Keras 2 ``save_weights``, Keras 3 ``.weights.h5``)."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            return "model_config" not in f.attrs
+    except (OSError, ValueError):
+        return False
+
+
 def _cmd_compress(args) -> int:
+    from .cli import check_outputs
     from .compress import compress
     strategy = _strategy(args)
     report_dir = args.report_dir or str(Path(args.output).with_suffix("").with_suffix("")) + "_report"
     args.report_dir = report_dir
     _outputs_of(args, strategy, ("output", "report_dir", "json"))
-    model = _load_any(args.input)
-    train, test = _data(args, model)
+    outputs = [("the output", args.output, False), ("the report folder", args.report_dir, True),
+               ("the JSON summary", args.json, False)]
+    if args.no_data:
+        return _cmd_compress_data_free(args, outputs)
+    check_outputs(outputs, force=args.force, inputs=[args.input])
+    model = _load_any(args)
+    train, test, notes = _data(args, model)
+    _ensure_compiled(model, train[1], notes)
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
     res = compress(model, train, args.output, method=args.method, test_data=test, report_dir=args.report_dir,
-                   min_ratio=args.min_ratio, level=args.level, progress=_StepPrinter(),
-                   **_method_kwargs(args, strategy))
+                   min_ratio=args.min_ratio, level=args.level,
+                   progress=_StepPrinter(args, _n_groups(args, model)), **_method_kwargs(args, strategy),
+                   **_run_kwargs(args))
     print(res.storage.format_table())
     print()
     for plan in res.plans:
         print(plan)
     print()
-    w = max(len(k) for k in res.summary)
-    for k, v in res.summary.items():
-        print(f"{k:<{w}}  {v}")
+    _print_summary(res.summary, notes)
     print(f"\nreport: {res.report_html}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"summary": res.summary, "layers": res.layers,
+        Path(args.json).write_text(json.dumps({"summary": res.summary, "notes": notes, "layers": res.layers,
                                                "history": res.history.to_dict()}, indent=2, default=str))
     return 0
 
 
 def _common(p, progress_flag, *, method_default="std"):
     from .structured import structured_criteria
-    p.add_argument("input", help="a .keras or .sparse.h5 model")
+    from .data import INPUT_SCALES
+    p.add_argument("input", help="a model: .keras, .h5 (Keras 2 or 3), .sparse.h5, or weights (.h5, .weights.h5) "
+                                 "with --architecture")
+    p.add_argument("--architecture", default=None, metavar="MODULE:FUNCTION",
+                   help="builds the model for a weights-only checkpoint (e.g. models.zoo:vgg19)")
     p.add_argument("--method", choices=METHODS.names(), default=method_default,
                    help="; ".join(f"{n}: {METHODS.help(n)}" for n in METHODS.names()))
-    p.add_argument("--data", default="mnist", help="training data: 'mnist' (built-in, offline)")
-    p.add_argument("--mnist-dir", default=None, help="read MNIST's idx files from here instead")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="mnist",
+                   help="'mnist' (built-in, offline), a directory of idx files, an .npz (x_train, y_train[, x_test, "
+                        "y_test]), an image directory (a folder per class, or train/ and test/), or module:function")
+    g.add_argument("--input-scale", choices=INPUT_SCALES, default="auto",
+                   help="auto: integer pixels as 0-255 when the model rescales them itself (a leading Rescaling or "
+                        "Normalization), else 0-1; raw; 0-1; -1-1")
+    g.add_argument("--limit", type=int, default=None, help="use the first N training samples (quick runs)")
+    g = p.add_argument_group("runs")
+    g.add_argument("--checkpoint-dir", default=None, help="keep the run's state here after every decided step")
+    g.add_argument("--resume", action="store_true", help="continue the run whose state is in --checkpoint-dir")
+    g.add_argument("--force", action="store_true", help="replace existing outputs")
     g = p.add_argument_group("fine-tuning (every method)")
     g.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs after each step (default 1)")
     g.add_argument("--recovery-epochs", type=int, default=None,
@@ -273,20 +426,25 @@ def add_prune_commands(sub, progress_flag) -> None:
     _common(p, progress_flag)
     p.add_argument("-o", "--output", required=True, help="the pruned model (.keras)")
     p.add_argument("--history", default=None, help="also write the pruning history as JSON")
-    p.set_defaults(func=_cmd_prune)
+    p.set_defaults(func=_cmd_prune, interruptible=True)
 
     p = sub.add_parser("prune-structured", help="prune --method structured (whole filters/units, surgery)")
     _common(p, progress_flag, method_default="structured")
     p.add_argument("-o", "--output", required=True, help="the smaller model (.keras)")
     p.add_argument("--history", default=None, help="also write the rounds as JSON")
-    p.set_defaults(func=_cmd_prune)
+    p.set_defaults(func=_cmd_prune, interruptible=True)
 
     p = sub.add_parser("compress", help="prune, remove dead units, pack, and report (with plots)")
     _common(p, progress_flag)
     p.add_argument("-o", "--output", required=True, help="the .sparse.h5 file")
+    p.add_argument("--no-data", action="store_true",
+                   help="no training data: cut every kernel to --target-sparsity (nothing is fine-tuned or "
+                        "evaluated; reports say 'accuracy not measured')")
+    p.add_argument("--data-free-criterion", choices=["std", "magnitude"], default="std",
+                   help="--no-data: one q*sigma threshold over the network (std) or each kernel cut alike")
     p.add_argument("--min-ratio", type=float, default=1.0)
     p.add_argument("--level", type=int, choices=[1, 2, 3], default=2,
                    help="storage effort: 1 fast, 2 default, 3 smallest")
     p.add_argument("--report-dir", default=None, help="plots + report.html (default: OUTPUT_report/)")
     p.add_argument("--json", default=None, help="also write summary, per-layer table and history as JSON")
-    p.set_defaults(func=_cmd_compress)
+    p.set_defaults(func=_cmd_compress, interruptible=True)

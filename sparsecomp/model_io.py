@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import BadArgumentError, CorruptFileError, SparseCompError, UnsafeModelError, WeightMismatchError
+from .errors import BadArgumentError, CorruptFileError, SparseCompError, UnsupportedFormatError, WeightMismatchError
 from .safety import check_config_safe
 from .storage import Limits, Reader, StorageReport, Writer, atomic_output
 from .storage import inspect as inspect_file
@@ -30,10 +30,11 @@ from .storage import verify as verify_file
 from .storage import unpack as unpack_tree
 from .storage.guard import guarded
 from .storage.h5tree import new_file
-from .storage.spec import KERAS_WEIGHTS_MEMBER, OPTIMIZER_GROUPS
+from .storage.h5tree import text
+from .storage.spec import HDF5_SIGNATURE, KERAS_WEIGHTS_MEMBER, OPTIMIZER_GROUPS
 
 __all__ = ["save", "load", "unpack", "inspect", "verify", "keras_baseline_bytes", "resolve_architecture",
-           "clone_model"]
+           "clone_model", "is_sparse_file"]
 
 log = logging.getLogger(__name__)
 
@@ -218,26 +219,112 @@ def _set_model_weights(r: Reader, model, *, restore_optimizer: bool) -> None:
             var.assign(r.read(t))
 
 
+def _tree_attrs(r: Reader, path: str) -> dict:
+    """The source attributes of a group of a packed checkpoint (``""``: the source's root)."""
+    node = r.tree if not path else r.tree.get(path)
+    if node is None:
+        return {}
+    return dict((a[0], a[1]) for a in r.checker.attrs(node, f"tree/{path}" if path else "tree"))
+
+
+def _keras2_layout(r: Reader, root: str):
+    from .keras2 import Keras2Layout
+    tensors = {t.path: t for t in r.tensors()}
+
+    def read(path):
+        if path not in tensors:
+            raise WeightMismatchError(f"the file lists a weight it does not hold: {path}", rule="weights.missing",
+                                      file=r.path, member=path)
+        return r.read(tensors[path])
+    return Keras2Layout(root, lambda p: _tree_attrs(r, p), read, file=r.path)
+
+
+def _compile_from_training_config(model, training_config) -> None:
+    """Compile a Keras 2 model like its ``training_config`` said, where that is plain names."""
+    import keras
+    try:
+        tc = json.loads(training_config)
+    except (TypeError, ValueError):
+        return
+    if not isinstance(tc, dict) or not isinstance(tc.get("loss"), str):
+        return
+    metrics = [m for m in tc.get("metrics") or [] if isinstance(m, str)] or ["accuracy"]
+    opt = tc.get("optimizer_config") or {}
+    name = opt.get("class_name") if isinstance(opt, dict) else None
+    cfg = opt.get("config", {}) if isinstance(opt, dict) else {}
+    lr = cfg.get("learning_rate", cfg.get("lr")) if isinstance(cfg, dict) else None
+    try:
+        optimizer = keras.optimizers.get(str(name).lower()) if name else "adam"
+        if lr is not None and isinstance(lr, (int, float)) and not isinstance(optimizer, str):
+            optimizer.learning_rate = float(lr)
+        model.compile(optimizer=optimizer, loss=keras.losses.get(tc["loss"]), metrics=metrics)
+    except (ValueError, TypeError, KeyError):
+        return                                 # an optimizer or loss Keras 3 does not know: left uncompiled
+
+
+def _load_h5(r: Reader, path: Path, *, architecture, custom_objects, safe_mode, compile, limits):
+    """A packed ``.h5``: Keras 2 through the translator, Keras 3 legacy files through Keras."""
+    from .keras2 import assign_weights, is_keras2, translate_config
+    keras = _keras()
+    attrs = _tree_attrs(r, "")
+    version = text(attrs.get("keras_version")) or ""
+    legacy = text(attrs.get("model_config"))
+    config = None
+    if legacy is not None and architecture is None:
+        try:
+            config = json.loads(legacy)
+        except (ValueError, TypeError):
+            raise CorruptFileError("model_config is not valid JSON", rule="keras.config", file=path) from None
+        if version.startswith("1."):
+            raise UnsupportedFormatError(f"Keras {version} model configs are not supported (Keras 2 and 3 are)",
+                                         rule="model.legacy", file=path)
+        check_config_safe(config, custom_objects=custom_objects, allow_unsafe=not safe_mode, file=path)
+        if is_keras2(config, version):
+            translated = translate_config(config, file=path)
+            check_config_safe(translated, custom_objects=custom_objects, allow_unsafe=not safe_mode, file=path)
+            try:
+                model = keras.saving.deserialize_keras_object(translated, custom_objects=custom_objects,
+                                                              safe_mode=safe_mode)
+            except SparseCompError:
+                raise
+            except Exception as exc:  # Keras raises many types for configs it cannot rebuild
+                raise CorruptFileError(f"Keras could not rebuild the translated Keras {version or '2'} model: {exc}",
+                                       rule="keras.rebuild", file=path) from None
+            assign_weights(model, _keras2_layout(r, "model_weights" if "model_weights" in r.tree else ""))
+            if compile and attrs.get("training_config") is not None:
+                _compile_from_training_config(model, text(attrs.get("training_config")))
+            return model
+    if architecture is not None:
+        model = resolve_architecture(architecture)
+        root = "model_weights" if "model_weights" in r.tree else ""
+        if "layer_names" in _tree_attrs(r, root):          # the Keras 2 layout (and Keras 3's legacy .h5)
+            assign_weights(model, _keras2_layout(r, root))
+            return model
+    elif config is None:
+        raise BadArgumentError("this checkpoint holds weights only; pass architecture='module:function' to rebuild "
+                               "the model", rule="argument.architecture", file=path)
+    return None                                    # a Keras 3 layout: Keras reads it (see load)
+
+
 @guarded
 def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True, compile: bool = True,
-         allow_legacy: bool = False, limits: Limits | None = None):
-    """Rebuild a ``keras.Model`` from a ``.sparse.h5`` file, weights bit-identical.
+         limits: Limits | None = None):
+    """Rebuild a ``keras.Model`` from a ``.sparse.h5`` file or any Keras checkpoint.
 
-    Works for files written by :func:`save` and for packed ``.keras`` and full-model ``.h5``
-    checkpoints. For a packed weights-only checkpoint (``.weights.h5``, Keras 2 weights ``.h5``)
-    give ``architecture``: ``"module:function"``, a callable returning a model, or a model to
-    clone. Every structure is validated and every tensor's checksum checked before use.
+    Reads files written by :func:`save` (weights bit-identical), packed checkpoints, and checkpoints
+    as they are: Keras 3 ``.keras``, full-model ``.h5`` of Keras 2 or 3, weights-only ``.h5`` and
+    ``.weights.h5`` (with ``architecture``). Keras 2 configs are translated to Keras 3 as data
+    (:mod:`sparsecomp.keras2`) and their weights assigned by layer name, shape by shape; nothing
+    from any file is executed. Every structure is validated and every tensor's checksum checked.
 
     Args:
-        path: the ``.sparse.h5`` file.
-        architecture: how to build the model when the file has no config (or to override it).
+        path: the file.
+        architecture: how to build the model when the file has no config (or to override it):
+            ``"module:function"``, a callable returning a model, or a model to clone.
         custom_objects: classes/functions the config may name beyond Keras' own.
         safe_mode: refuse configs that would run code from the file (Lambda layers, objects from
             other modules). Set ``False`` only for files you trust.
         compile: compile the model with its stored training config, when there is one.
-        allow_legacy: rebuild Keras 2 full-model configs (``keras_version`` 2.x). Their layer
-            configs predate Keras 3's serialization and go through Keras' legacy loader, so they
-            are refused unless asked for. (Their weights load with ``architecture=`` either way.)
         limits: bounds on what the file may declare.
 
     Raises:
@@ -246,6 +333,9 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
     """
     keras = _keras()
     path = Path(path)
+    if not is_sparse_file(path):
+        return _load_checkpoint(path, architecture=architecture, custom_objects=custom_objects, safe_mode=safe_mode,
+                                compile=compile, limits=limits)
     with Reader(path, limits) as r:
         kind = r.kind
         if kind == "model":
@@ -274,25 +364,10 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
             if config is not None and architecture is None:
                 check_config_safe(config, custom_objects=custom_objects, allow_unsafe=not safe_mode, file=path)
         else:
-            legacy = dict((a[0], a[1]) for a in r.checker.attrs(r.tree, "tree")).get("model_config")
-            config = None
-            if legacy is not None and architecture is None:
-                version = dict((a[0], a[1]) for a in r.checker.attrs(r.tree, "tree")).get("keras_version", b"")
-                version = version.decode("ascii", "replace") if isinstance(version, bytes) else str(version)
-                if version.startswith(("1.", "2.")) and not allow_legacy:
-                    raise UnsafeModelError(f"Keras {version} model config: pass allow_legacy=True to rebuild it "
-                                           "(or architecture= to load only its weights)", rule="model.legacy",
-                                           file=path)
-                try:
-                    config = json.loads(legacy)
-                except (ValueError, TypeError):
-                    raise CorruptFileError("model_config is not valid JSON", rule="keras.config",
-                                           file=path) from None
-                check_config_safe(config, custom_objects=custom_objects, allow_unsafe=not safe_mode, file=path)
-            if config is None and architecture is None:
-                raise BadArgumentError("this checkpoint holds weights only; pass architecture="
-                                       "'module:function' to rebuild the model", rule="argument.architecture",
-                                       file=path)
+            model = _load_h5(r, path, architecture=architecture, custom_objects=custom_objects, safe_mode=safe_mode,
+                             compile=compile, limits=limits)
+            if model is not None:
+                return model
         source_name = r.meta["source_name"] or ""
     suffix = ".keras" if kind == "keras" else (".weights.h5" if source_name.endswith(".weights.h5") else ".h5")
     with tempfile.TemporaryDirectory() as td:
@@ -313,6 +388,32 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
     return model
 
 
+def is_sparse_file(path) -> bool:
+    """Whether ``path`` is meant as a ``.sparse.h5`` file: HDF5 whose root has the attributes
+    ``format`` and ``format_version`` (names only: the reader then checks their values)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(8) != HDF5_SIGNATURE:
+                return False
+        with h5py.File(path, "r") as f:
+            return "format" in f.attrs and "format_version" in f.attrs
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError):
+        return False
+
+
+def _load_checkpoint(path: Path, *, architecture, custom_objects, safe_mode, compile, limits):
+    """A checkpoint as it is: a ``.keras`` archive through Keras after the config scan, anything
+    HDF5 packed into a temporary ``.sparse.h5`` first (the hardened reader then reads it)."""
+    from .storage import pack
+    from .storage.pack import source_kind
+    kind = source_kind(path, limits or Limits())          # refuses what is neither HDF5 nor a .keras archive
+    with tempfile.TemporaryDirectory() as td:
+        packed = Path(td) / "checkpoint.sparse.h5"
+        pack(path, packed, limits=limits, level=1)
+        del kind
+        return load(packed, architecture=architecture, custom_objects=custom_objects, safe_mode=safe_mode,
+                    compile=compile, limits=limits)
 
 
 @guarded

@@ -475,7 +475,13 @@ class FineTuner:
         labels = self.data.val_labels()
         b = self.baseline
         if labels is not None and len(labels):
-            _, counts = np.unique(labels, return_counts=True)
+            classes, counts = np.unique(labels, return_counts=True)
+            outputs = self.work.outputs[0].shape[-1]
+            if len(classes) == 1 and (outputs or 1) > 1:
+                raise DataError(f"the validation data holds a single class ({classes[0]}) of the model's {outputs}: "
+                                "it cannot tell whether pruning hurts. The validation split is the last part of the "
+                                "training data — is the data ordered by class? Shuffle it, or pass validation_data",
+                                rule="data.validation")
             chance = float(counts.max() / counts.sum())
             floor = chance + 0.25 * (1.0 - chance)
             if b < floor:

@@ -273,12 +273,17 @@ def test_output_directory_missing(keras_files, tmp_path):
     assert not os.path.exists(tmp_path / "no")
 
 
-def test_keras2_full_model_needs_opt_in(tmp_path, rng):
+def test_keras2_full_model_loads_through_the_translator(tmp_path, rng):
+    """A Keras 2.2-style file (fixed-length byte attributes, kernel:0 names): rebuilt as data, its
+    weights assigned by layer and weight name (see tests/test_keras2.py for the tf-keras files)."""
     src = keras2_layout(tmp_path / "k2.h5", rng)
     sparsecomp.pack(src, tmp_path / "k2.sparse.h5")
-    with pytest.raises(UnsafeModelError) as e:
-        sparsecomp.load(tmp_path / "k2.sparse.h5")
-    assert e.value.rule == "model.legacy"
+    m = sparsecomp.load(tmp_path / "k2.sparse.h5")
+    with h5py.File(src) as f:
+        assert np.array_equal(m.get_layer("dense_1").kernel.numpy(), f["model_weights/dense_1/dense_1/kernel:0"][()])
+        assert np.array_equal(m.get_layer("dense_2").bias.numpy(), f["model_weights/dense_2/dense_2/bias:0"][()])
+    assert m.compiled                                        # its training_config: loss mse
+    assert np.array_equal(sparsecomp.load(src).get_weights()[0], m.get_weights()[0])   # the raw file too
 
 
 def test_trailing_bytes_and_userblock_refused(packed, tmp_path):

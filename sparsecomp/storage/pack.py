@@ -64,7 +64,7 @@ def _reserved_check(attrs, path, checker):
 
 
 def _pack_tree(src_root: h5py.Group, dst_root: h5py.Group, checker: TreeChecker, writer: Writer, *,
-               drop_optimizer: bool) -> None:
+               drop_optimizer: bool, transform=None) -> None:
     """Mirror ``src_root`` into ``dst_root``; numeric datasets go through the writer into the index."""
     store_attrs(_reserved_check(checker.attrs(src_root, "/"), "/", checker), dst_root)
     stack = [(src_root, dst_root, "", None)]
@@ -84,8 +84,11 @@ def _pack_tree(src_root: h5py.Group, dst_root: h5py.Group, checker: TreeChecker,
                 continue
             checker.dataset(obj, child, tensor=False)
             if _is_tensor(obj):
-                writer.tensor(child, checker.read(obj, child), layer=layer_label(child, vars_name),
-                              category=_category(child), attrs=bool(attrs))
+                array = checker.read(obj, child)
+                if transform is not None:
+                    array = transform(child, array)
+                writer.tensor(child, array, layer=layer_label(child, vars_name), category=_category(child),
+                              attrs=bool(attrs))
                 if attrs:
                     g = new_group(dst, name)
                     store_attrs(attrs, g)
@@ -148,7 +151,7 @@ def _zip_members(zf: zipfile.ZipFile, path, limits: Limits):
 
 @guarded
 def pack(src, dst, *, min_ratio: float = 1.0, drop_optimizer: bool = False, level: int = 2, codecs=None,
-         limits: Limits | None = None, progress=None) -> StorageReport:
+         limits: Limits | None = None, progress=None, transform=None) -> StorageReport:
     """Write the checkpoint ``src`` as a ``.sparse.h5`` file at ``dst``.
 
     ``src`` may be any HDF5 checkpoint (Keras 2 or Keras 3 ``.h5``, ``.weights.h5``, full model
@@ -168,6 +171,8 @@ def pack(src, dst, *, min_ratio: float = 1.0, drop_optimizer: bool = False, leve
             ``dense`` is always allowed).
         limits: bounds on what the source may declare.
         progress: optional ``callable(done, total, member)`` called after each dataset.
+        transform: optional ``callable(member, array) -> array`` applied to every numeric tensor
+            before it is encoded (data-free pruning uses it; the array's dtype and shape must stay).
 
     Returns:
         The :class:`~sparsecomp.storage.report.StorageReport` of what was written.
@@ -231,7 +236,7 @@ def pack(src, dst, *, min_ratio: float = 1.0, drop_optimizer: bool = False, leve
                                 optimizer_dropped=drop_optimizer)
                 tree = new_group(out, "tree")
                 if src_h5 is not None:
-                    _pack_tree(src_h5, tree, checker, writer, drop_optimizer=drop_optimizer)
+                    _pack_tree(src_h5, tree, checker, writer, drop_optimizer=drop_optimizer, transform=transform)
                 for m in members:
                     writer.member(m, None if m["tree"] or m["name"].endswith("/") else blobs[m["name"]])
                 writer.close()
