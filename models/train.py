@@ -35,7 +35,9 @@ def mnist_arrays(mnist_dir=None):
 
 
 def train(name: str, *, epochs: int, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
-          mnist_dir=None, limit: int | None = None, verbose: int = 2):
+          mnist_dir=None, limit: int | None = None, verbose: int = 2, test: bool = True):
+    """Train ``name`` on MNIST; ``(model, info)``. ``test=False`` never reads the test set (the
+    benchmarks read it once, after the final compressed model exists)."""
     import keras
     import tensorflow as tf
 
@@ -53,11 +55,12 @@ def train(name: str, *, epochs: int, batch_size: int = 128, lr: float = 1e-3, se
     model.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=(xv, yv),
               callbacks=[schedule], verbose=verbose, shuffle=True)
     seconds = time.time() - t0
-    _, test_acc = model.evaluate(xt, yt, verbose=0)
     _, val_acc = model.evaluate(xv, yv, verbose=0)
-    return model, {"model": name, "epochs": epochs, "seed": seed, "val_accuracy": float(val_acc),
-                   "test_accuracy": float(test_acc), "train_seconds": seconds,
-                   "params": int(model.count_params())}
+    info = {"model": name, "epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size,
+            "val_accuracy": float(val_acc), "train_seconds": seconds, "params": int(model.count_params())}
+    if test:
+        info["test_accuracy"] = float(model.evaluate(xt, yt, verbose=0)[1])
+    return model, info
 
 
 def main(argv=None):

@@ -301,6 +301,43 @@ class Snapshot:
     extra: dict
 
 
+_STOCHASTIC = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+               "GaussianDropout", "AlphaDropout", "ActivityRegularization")
+
+
+class FeatureCache:
+    """The output of a frozen, deterministic prefix of a Sequential working copy, computed once,
+    and the model made of the layers after it (sharing their variables, masks included)."""
+
+    def __init__(self, model, train, val, order, batch_size):
+        self.model, self.train, self.val, self.order, self.batch_size = model, train, val, order, batch_size
+
+    @classmethod
+    def build(cls, tuner) -> FeatureCache | None:
+        import keras
+        work = tuner.work
+        if tuner.strategy is not None or not tuner.data.arrays or not isinstance(work, keras.Sequential):
+            return None
+        layers = work.layers
+        k = next((i for i, layer in enumerate(layers) if layer.weights and layer.trainable), None)
+        if not k or any(type(layer).__name__ in _STOCHASTIC for layer in layers[:k]):
+            return None
+        prefix = keras.Sequential(layers[:k])
+        bs = max(tuner.tuning.batch_size, 256)
+        train = prefix.predict(tuner.data.train[0], batch_size=bs, verbose=0)
+        val = prefix.predict(tuner.data.val[0], batch_size=bs, verbose=0)
+        suffix = keras.Sequential([keras.Input(train.shape[1:])] + list(layers[k:]))
+        return cls(suffix, (train, tuner.data.train[1]), (val, tuner.data.val[1]), tuner.data.order,
+                   tuner.tuning.batch_size)
+
+    def fit_args(self, epoch: int) -> dict:
+        perm = self.order(epoch)
+        return {"x": self.train[0][perm], "y": self.train[1][perm], "batch_size": self.batch_size, "shuffle": False}
+
+    def eval_args(self) -> dict:
+        return {"x": self.val[0], "y": self.val[1], "batch_size": max(self.batch_size, 256)}
+
+
 class FineTuner:
     """The working copy of a model, its data and baseline, and the accept/revert machinery.
 
@@ -310,7 +347,8 @@ class FineTuner:
     """
 
     def __init__(self, model, data, *, validation_data=None, tuning: FineTuning, method: str, settings: dict,
-                 strategy=None, checkpoint_dir=None, resume: bool = False, interrupt_dir=None, masks: bool = True):
+                 strategy=None, checkpoint_dir=None, resume: bool = False, interrupt_dir=None, masks: bool = True,
+                 cache: bool = True):
         from .distribute import get_strategy, is_chief
         require_model(model)
         self.t_start = time.time()
@@ -327,6 +365,7 @@ class FineTuner:
         if resume and self.checkpoint_dir is None:
             raise BadArgumentError("`resume` needs `checkpoint_dir`", rule="argument.resume")
         self.use_masks = masks
+        self.use_cache = cache
         self.spent = 0                      # fine-tuning epochs used
         self.epochs_seen = 0                # epochs trained (orders the data)
         self.counter = 0                    # decided steps
@@ -357,6 +396,7 @@ class FineTuner:
     def _install(self, work) -> None:
         """Make ``work`` the working copy: masks, L2 on the prunable kernels, seeded random states."""
         self.work = work
+        self.cache = None
         self.masks = MaskSet(work, from_zeros=True) if self.use_masks else None
         if self.tuning.l2 is not None and self.masks is not None:
             import keras
@@ -376,16 +416,30 @@ class FineTuner:
     def compile(self) -> None:
         with self.scope():
             self.work.compile_from_config(copy.deepcopy(self.cfg))
+            if self.cache is not None:
+                self.cache.model.compile_from_config(copy.deepcopy(self.cfg))
+
+    @property
+    def trainer(self):
+        """The model ``fit`` and ``evaluate`` run on: the working copy, or the trainable part of
+        it on cached features of its frozen prefix."""
+        return self.cache.model if self.cache is not None else self.work
 
     @property
     def all_prunable(self) -> list:
         return list(self.masks.layers) if self.masks is not None else []
 
     def train_only(self, names) -> None:
-        """Make exactly the layers ``names`` trainable (``None``: every layer) and recompile."""
+        """Make exactly the layers ``names`` trainable (``None``: every layer) and recompile.
+
+        When the frozen layers form a deterministic prefix of a Sequential model (no dropout or
+        noise in it), its output is computed once and the trainable rest trains on it: the same
+        forward values and gradients, without recomputing the frozen convolutions every epoch.
+        """
         for layer in self.work.layers:
             if layer.weights:
                 layer.trainable = names is None or layer.name in names
+        self.cache = FeatureCache.build(self) if self.use_cache else None
         self.compile()
 
     def total_sparsity(self) -> float:
@@ -405,20 +459,23 @@ class FineTuner:
             opt = copy.deepcopy(self.cfg["optimizer"])      # Keras' deserializers edit what they are given
             opt = keras.optimizers.deserialize(opt) if isinstance(opt, dict) else keras.optimizers.get(opt)
             self.lr0 = float(keras.ops.convert_to_numpy(opt.learning_rate))
-        self.work.optimizer.learning_rate = self.lr0 * self.tuning.lr_decay ** i
+        self.trainer.optimizer.learning_rate = self.lr0 * self.tuning.lr_decay ** i
 
     def fit(self, epochs: int, callbacks=None, *, first: int = 0) -> None:
         """``epochs`` epochs, one ``fit`` call each (epoch ``first + i`` of the current step's rate)."""
         for i in range(epochs):
             self._set_epoch_lr(first + i)
-            self.work.fit(**self.data.fit_args(self.epochs_seen), epochs=1, verbose=0, callbacks=callbacks)
+            args = self.cache.fit_args(self.epochs_seen) if self.cache is not None else \
+                self.data.fit_args(self.epochs_seen)
+            self.trainer.fit(**args, epochs=1, verbose=0, callbacks=callbacks)
             self.epochs_seen += 1
             self.spent += 1
 
     def evaluate(self, *, record_baseline: bool = False) -> float:
         """The validation metric (aggregated over replicas); the paired gate also keeps which
         validation examples the model gets right."""
-        res = self.work.evaluate(**self.data.eval_args(), verbose=0, return_dict=True)
+        args = self.cache.eval_args() if self.cache is not None else self.data.eval_args()
+        res = self.trainer.evaluate(**args, verbose=0, return_dict=True)
         if self.tuning.metric not in res:
             raise BadArgumentError(f"metric {self.tuning.metric!r} is not among the model's metrics {sorted(res)}; "
                                    "compile the model with metrics=['accuracy'] or pass metric=",
@@ -434,8 +491,11 @@ class FineTuner:
         labels = self.data.val_labels()
         if labels is None or self.tuning.metric not in ACCURACY_METRICS:
             raise BadArgumentError("the paired gate needs class labels and an accuracy metric", rule="argument.gate")
-        x = self.data.val[0] if self.data.arrays else self.data.val.map(lambda a, b: a)
-        p = np.asarray(self.work.predict(x, batch_size=max(self.tuning.batch_size, 256), verbose=0))
+        if self.cache is not None:
+            x = self.cache.val[0]
+        else:
+            x = self.data.val[0] if self.data.arrays else self.data.val.map(lambda a, b: a)
+        p = np.asarray(self.trainer.predict(x, batch_size=max(self.tuning.batch_size, 256), verbose=0))
         pred = (p.reshape(-1) > 0.5).astype(int) if p.ndim == 1 or p.shape[-1] == 1 else p.argmax(axis=-1)
         return pred.reshape(-1) == labels
 
@@ -503,7 +563,7 @@ class FineTuner:
     def snapshot(self, **extra) -> Snapshot:
         """Every variable of the working copy (weights and random states), masks, the optimizer's
         variables (``None`` while it has not been built), which layers train, and ``extra``."""
-        opt = self.work.optimizer
+        opt = self.trainer.optimizer
         built = opt is not None and opt.built
         return Snapshot(config=self.work.get_config(), variables=[np.array(v.numpy()) for v in self.work.variables],
                         masks=self.masks.snapshot() if self.masks is not None else {},
@@ -516,22 +576,19 @@ class FineTuner:
         if snap.config != self.work.get_config():          # another architecture or other dropout rates
             with self.scope():
                 self._install(type(self.work).from_config(snap.config))
-            for layer in self.work.layers:
-                if layer.weights:
-                    layer.trainable = layer.name in snap.trainable
-            self.compile()
+            self.train_only(snap.trainable)
         for v, a in zip(self.work.variables, snap.variables):
             v.assign(a)
         if self.masks is not None:
             self.masks.restore(snap.masks)
-        opt = self.work.optimizer
+        opt = self.trainer.optimizer
         if snap.optimizer is None:
             if opt.built:
                 self.compile()                               # a fresh optimizer, as the state had
         else:
             if not opt.built:
                 with self.scope():
-                    opt.build(self.work.trainable_variables)
+                    opt.build(self.trainer.trainable_variables)
             for v, a in zip(opt.variables, snap.optimizer):
                 v.assign(a)
 
@@ -589,10 +646,7 @@ class FineTuner:
                         optimizer=[arrays[f"opt/{i}"] for i in range(meta["n_optimizer"])]
                         if meta["optimizer_built"] else None,
                         trainable=meta["trainable"], extra=meta.get("snapshot_extra", {}))
-        for layer in self.work.layers:
-            if layer.weights:
-                layer.trainable = layer.name in snap.trainable
-        self.compile()
+        self.train_only(snap.trainable)
         self.restore(snap)
         self.spent, self.epochs_seen, self.counter = meta["spent"], meta["epochs_seen"], meta["counter"]
         extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}

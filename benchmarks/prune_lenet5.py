@@ -1,0 +1,20 @@
+"""Prune LeNet-5 on MNIST (std-threshold over frozen groups, dead units, storage v2), 3 seeds.
+
+    python -m benchmarks prune_lenet5 [--exploratory]
+
+Settings fixed below (committed before the run that reports them). ``target_sparsity`` comes from
+the frontier target, before any run: >= 100x fewer non-zeros means <= 431,080 / 100 = 4,310 of
+them; with at most 580 biases that is >= 99.14% of the 430,500 kernel weights zero (99.2% for a
+margin).
+"""
+
+from benchmarks.pruning_run import run_pruning
+
+SETTINGS = {"train_epochs": 12, "method": "std", "q0": 0.5, "step": 0.3, "min_step": 0.075, "max_q": 10.0,
+            "max_drop": 0.002, "epochs": 2, "recovery_epochs": 4, "learning_rate": 1e-3, "lr_decay": 0.6,
+            "l2": 5e-5, "target_sparsity": 0.992, "validation_split": 1 / 12}
+SEEDS = [0, 1, 2]
+
+
+def run(ctx):
+    return run_pruning(ctx, "lenet5")

@@ -1,0 +1,20 @@
+"""Prune LeNet-300-100 on MNIST (std-threshold over frozen groups, dead units, storage v2), 3 seeds.
+
+    python -m benchmarks prune_lenet_300_100 [--exploratory]
+
+Settings fixed below (committed before the run that reports them). ``target_sparsity`` comes from
+the frontier target, before any run: >= 50x fewer non-zeros means <= 266,610 / 50 = 5,332 of
+them; with at most 410 biases that is >= 98.15% of the 266,200 kernel weights zero (98.25% for a
+margin).
+"""
+
+from benchmarks.pruning_run import run_pruning
+
+SETTINGS = {"train_epochs": 20, "method": "std", "q0": 0.5, "step": 0.3, "min_step": 0.075, "max_q": 10.0,
+            "max_drop": 0.002, "epochs": 4, "recovery_epochs": 6, "learning_rate": 1e-3, "lr_decay": 0.6,
+            "l2": 5e-5, "target_sparsity": 0.9825, "validation_split": 1 / 12}
+SEEDS = [0, 1, 2]
+
+
+def run(ctx):
+    return run_pruning(ctx, "lenet_300_100")
