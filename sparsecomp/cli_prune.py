@@ -249,11 +249,15 @@ def _cmd_compress_data_free(args, outputs) -> int:
     if args.target_sparsity is None:
         raise BadArgumentError("--no-data needs --target-sparsity (nothing can tell how far to prune without data)",
                                rule="argument.target_sparsity")
+    if args.bits == "search":
+        raise BadArgumentError("--bits search needs data to judge each layer; with --no-data give a number of bits",
+                               rule="argument.bits")
     check_outputs(outputs, force=args.force, inputs=[args.input])
     weights_only = not is_sparse_file(args.input) and args.architecture is None and _weights_only(args.input)
     if weights_only:                                    # tensor level: the file keeps its layout
         report, info = pack_data_free(args.input, args.output, args.target_sparsity,
                                       criterion=args.data_free_criterion, exclude=args.exclude or (),
+                                      bits=_bits(args.bits), init=args.quantize_init,
                                       min_ratio=args.min_ratio, level=args.level)
         print(report.format_table())
         summary = {"mode": "data-free, tensor level (the checkpoint keeps its layout)",
@@ -269,6 +273,10 @@ def _cmd_compress_data_free(args, outputs) -> int:
         pruned, info = prune_data_free(model, args.target_sparsity, criterion=args.data_free_criterion,
                                        exclude=args.exclude or ())
         small, plans = remove_dead_units(pruned)
+        bits = _bits(args.bits)
+        if bits is not None:                     # post-training sharing: codebooks, no fine-tuning
+            from .quantize import quantize
+            small, qh = quantize(small, None, bits=bits, init=args.quantize_init)
         storage = save(small, args.output, min_ratio=args.min_ratio, level=args.level)
         print(storage.format_table())
         keras_bytes = keras_dense_bytes(model)
@@ -276,6 +284,8 @@ def _cmd_compress_data_free(args, outputs) -> int:
         summary = {"mode": "data-free, model level", "criterion": info.criterion, "q (std)": info.q,
                    "target sparsity": info.target_sparsity, "kernel sparsity reached": round(info.total_sparsity, 5),
                    "accuracy": info.accuracy, "dense parameters": int(model.count_params()),
+                   **({"bits per layer (post-training, not fine-tuned)": {n: v["bits"] for n, v in qh.layers.items()}}
+                      if bits is not None else {}),
                    "non-zero parameters after": nz, "dead units removed": sum(p.n_units for p in plans),
                    "Keras dense .keras bytes (no optimizer)": keras_bytes, ".sparse.h5 bytes": storage.file_bytes,
                    "file ratio (Keras / sparse)": round(keras_bytes / storage.file_bytes, 2)}
@@ -285,6 +295,19 @@ def _cmd_compress_data_free(args, outputs) -> int:
         Path(args.json).write_text(json.dumps({"summary": summary, "data_free": info.to_dict()}, indent=2,
                                               default=str))
     return 0
+
+
+def _bits(value):
+    """``--bits 5``, ``--bits search`` or ``--bits conv=8,fc=5``."""
+    if value is None or value == "search":
+        return value
+    try:
+        if "=" in value:
+            return {k.strip(): int(v) for k, v in (part.split("=") for part in value.split(","))}
+        return int(value)
+    except ValueError:
+        raise BadArgumentError(f"--bits takes a number of bits, 'search' or conv=N,fc=N. Received: {value!r}",
+                               rule="argument.bits") from None
 
 
 def _weights_only(path) -> bool:
@@ -315,7 +338,8 @@ def _cmd_compress(args) -> int:
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     res = compress(model, train, args.output, method=args.method, test_data=test, report_dir=args.report_dir,
-                   min_ratio=args.min_ratio, level=args.level,
+                   min_ratio=args.min_ratio, level=args.level, quantize=_bits(args.bits),
+                   quantize_options={"min_bits": args.min_bits, "max_bits": args.max_bits, "init": args.quantize_init},
                    progress=_StepPrinter(args, _n_groups(args, model)), **_method_kwargs(args, strategy),
                    **_run_kwargs(args))
     print(res.storage.format_table())
@@ -442,6 +466,14 @@ def add_prune_commands(sub, progress_flag) -> None:
                         "evaluated; reports say 'accuracy not measured')")
     p.add_argument("--data-free-criterion", choices=["std", "magnitude"], default="std",
                    help="--no-data: one q*sigma threshold over the network (std) or each kernel cut alike")
+    g = p.add_argument_group("weight sharing (Deep Compression's stage two)")
+    g.add_argument("--bits", default=None, metavar="N|search|conv=N,fc=N",
+                   help="after pruning and dead-unit removal, share each layer's non-zeros among 2**N values "
+                        "(k-means), fine-tuned; 'search': per layer, the fewest bits that pass the gate")
+    g.add_argument("--min-bits", type=int, default=2, help="--bits search: from (default 2)")
+    g.add_argument("--max-bits", type=int, default=8, help="--bits search: up to (default 8)")
+    g.add_argument("--quantize-init", choices=["linear", "density"], default="linear",
+                   help="k-means initialisation (Deep Compression: linear)")
     p.add_argument("--min-ratio", type=float, default=1.0)
     p.add_argument("--level", type=int, choices=[1, 2, 3], default=2,
                    help="storage effort: 1 fast, 2 default, 3 smallest")

@@ -42,6 +42,7 @@ class CompressionResult:
     history: object
     plans: list
     storage: StorageReport
+    quantize_history: object = None
     summary: dict = field(default_factory=dict)
     layers: list = field(default_factory=list)
     report_html: Path | None = None
@@ -84,8 +85,9 @@ def _test_metric(model, test_data, metric):
 
 
 def compress(model, data, output, *, method: str = "std", test_data=None, report_dir=None, min_ratio: float = 1.0,
-             level: int = 2, codecs=None, progress=None, **method_kwargs) -> CompressionResult:
-    """Prune ``model``, remove dead units, and save it sparse; report what it cost and saved.
+             level: int = 2, codecs=None, quantize=None, quantize_options=None, progress=None,
+             **method_kwargs) -> CompressionResult:
+    """Prune ``model``, remove dead units, (share weights,) and save it; report what it cost and saved.
 
     Args:
         model: the trained dense model (never modified).
@@ -97,6 +99,12 @@ def compress(model, data, output, *, method: str = "std", test_data=None, report
             and compressed test metric.
         report_dir: where to write the plots and ``report.html`` (skipped when ``None``).
         min_ratio, level, codecs: the size check's settings (see :func:`sparsecomp.save`).
+        quantize: ``None`` (no weight sharing), bits per shared value (an int or ``{layer: bits}``)
+            or ``"search"``: :func:`sparsecomp.quantize` after dead-unit removal, gated against the
+            *dense* model's validation metric so both stages together stay within ``max_drop``.
+        quantize_options: more keywords for :func:`sparsecomp.quantize` (``init``, ``min_bits``,
+            ``max_bits``, ``epochs``, ``learning_rate``...); the fine-tuning settings default to
+            the pruning's.
         **method_kwargs: passed to the method (its own settings, the fine-tuning settings,
             ``strategy``, ``checkpoint_dir``, ``resume``...).
 
@@ -108,11 +116,22 @@ def compress(model, data, output, *, method: str = "std", test_data=None, report
     metric = method_kwargs.get("metric", getattr(method_kwargs.get("tuning"), "metric", "accuracy"))
     pruned, history = prune_fn(model, data, progress=progress, **method_kwargs)
     small, plans = remove_dead_units(pruned)
+    qhistory = None
+    if quantize is not None:
+        from .quantize import quantize as quantize_fn
+        from .training import FineTuning
+        shared_keys = {f for f in FineTuning.__dataclass_fields__}
+        qkw = {k: v for k, v in method_kwargs.items() if k in shared_keys or k in ("validation_data", "strategy")}
+        qkw.update(quantize_options or {})
+        small, qhistory = quantize_fn(small, data, bits=quantize, reference=history.baseline, progress=progress, **qkw)
     storage = save(small, output, min_ratio=min_ratio, level=level, codecs=codecs)
     dense_test = pruned_test = None
     if test_data is not None:                 # the test set: once, after the final model exists
+        from .model_io import load
         dense_test = _test_metric(_compiled_like(model, pruned), test_data, metric)
-        pruned_test = _test_metric(small, test_data, metric)
+        stored = load(output, compile=False)  # the accuracy reported is the stored file's
+        stored.compile_from_config(pruned.get_compile_config())
+        pruned_test = _test_metric(stored, test_data, metric)
     keras_bytes = keras_dense_bytes(model)
     dense_params = int(model.count_params())
     layers = layer_table(model, pruned, small)
@@ -125,9 +144,11 @@ def compress(model, data, output, *, method: str = "std", test_data=None, report
         "parameter reduction (dense / non-zero)": round(dense_params / max(total_nz, 1), 2),
         f"dense validation {metric}": round(history.baseline, 5),
         f"pruned validation {metric}": round(history.final_metric, 5),
+        **({f"quantized validation {metric}": round(qhistory.final_metric, 5),
+            "bits per layer": {n: v["bits"] for n, v in qhistory.layers.items()}} if qhistory is not None else {}),
         f"dense test {metric}": None if dense_test is None else round(dense_test, 5),
         f"compressed test {metric}": None if pruned_test is None else round(pruned_test, 5),
-        "fine-tuning epochs": history.epochs,
+        "fine-tuning epochs": history.epochs + (qhistory.epochs if qhistory is not None else 0),
         "dead units removed": sum(p.n_units for p in plans),
         "Keras dense .keras bytes (no optimizer)": keras_bytes,
         ".sparse.h5 bytes": storage.file_bytes,
@@ -136,7 +157,7 @@ def compress(model, data, output, *, method: str = "std", test_data=None, report
         "seconds": round(time.time() - t0, 1),
     }
     result = CompressionResult(model=small, pruned_model=pruned, history=history, plans=plans,
-                               storage=storage, summary=summary, layers=layers)
+                               storage=storage, summary=summary, layers=layers, quantize_history=qhistory)
     if report_dir is not None:
         from .plots import write_report
         before = {layer.name: np.asarray(kernel_of(layer).numpy()) for layer in prunable_layers(model)}

@@ -42,6 +42,7 @@ class DataFreeInfo:
     target_sparsity: float
     q: float | None = None
     sparsity: dict = field(default_factory=dict)
+    bits: dict = field(default_factory=dict)
     total_sparsity: float = 0.0
     accuracy: str = "not measured (no data)"
 
@@ -126,13 +127,15 @@ def _kernel_stats(src, exclude, limits, criterion):
     return paths, stats
 
 
-def pack_data_free(src, dst, target_sparsity: float, *, criterion: str = "std", exclude=(), min_ratio: float = 1.0,
-                   level: int = 2, limits=None, progress=None):
+def pack_data_free(src, dst, target_sparsity: float, *, criterion: str = "std", exclude=(), bits=None,
+                   init: str = "linear", min_ratio: float = 1.0, level: int = 2, limits=None, progress=None):
     """Tensor level: pack the checkpoint ``src`` with its kernels pruned to ``target_sparsity``.
 
     Two passes over the file, one tensor in memory at a time: the first measures each kernel
     (its sigma and a histogram of ``|w| / sigma``) to find ``q``, the second packs with the cut
-    applied. Returns ``(StorageReport, DataFreeInfo)``.
+    applied. ``bits`` (an int, or ``{"conv": b, "fc": b}`` by kernel rank: 2 is fc) also shares
+    each cut kernel's non-zeros among ``2**bits`` k-means values (post-training, not fine-tuned).
+    Returns ``(StorageReport, DataFreeInfo)``.
     """
     from .storage import pack
     from .storage.pack import source_kind
@@ -153,6 +156,11 @@ def pack_data_free(src, dst, target_sparsity: float, *, criterion: str = "std", 
         if path not in wanted:
             return array
         w = _cut(array, criterion, target_sparsity, q)
+        b = bits if not isinstance(bits, dict) else bits.get("fc" if array.ndim == 2 else "conv")
+        if b is not None:
+            from .quantize import share
+            w, _ = share(w, int(b), init=init)
+            info.bits[path] = int(b)
         z = int(np.count_nonzero(w == 0))
         info.sparsity[path] = z / w.size if w.size else 0.0
         counts["zeros"] += z

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["JsonRecord", "PruneStep", "PruneHistory", "StructuredRound", "StructuredHistory"]
+__all__ = ["JsonRecord", "PruneStep", "PruneHistory", "StructuredRound", "StructuredHistory", "QuantizeTrial",
+           "QuantizeHistory"]
 
 
 class JsonRecord:
@@ -112,4 +113,45 @@ class StructuredHistory(JsonRecord):
     def from_dict(cls, d: dict) -> "StructuredHistory":
         d = dict(d)
         d["rounds"] = [StructuredRound(**r) for r in d.get("rounds", [])]
+        return cls(**d)
+
+
+@dataclass
+class QuantizeTrial:
+    """One layer quantized at ``bits`` (``k`` shared values), fine-tuned, judged."""
+
+    layer: str
+    bits: int
+    k: int
+    val_metric: float
+    drop: float
+    accepted: bool
+    epochs: int
+    seconds: float
+
+
+@dataclass
+class QuantizeHistory(JsonRecord):
+    """What :func:`sparsecomp.quantize` decided: every trial, and per layer the bits and the
+    number of shared values kept. Without data, ``accuracy`` says it was not measured."""
+
+    metric: str | None
+    baseline: float | None
+    max_drop: float | None
+    settings: dict = field(default_factory=dict)
+    trials: list = field(default_factory=list)
+    layers: dict = field(default_factory=dict)
+    final_metric: float | None = None
+    seconds: float = 0.0
+    accuracy: str = "measured on the validation data"
+    resumed: list = field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        return sum(t.epochs for t in self.trials)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QuantizeHistory":
+        d = dict(d)
+        d["trials"] = [QuantizeTrial(**t) for t in d.get("trials", [])]
         return cls(**d)

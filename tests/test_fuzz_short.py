@@ -20,7 +20,7 @@ else:
 
 
 @pytest.mark.parametrize("mode,runs", [("raw", 300), ("rawh5", 400), ("mutate", 600), ("index", 300),
-                                       ("codec:gaps", 3000), ("codec:planes", 5000), ("codec:dense", 3000)])
+                                       ("codec:gaps", 3000), ("codec:planes", 5000), ("codec:dense", 3000), ("codec:shared", 3000)])
 def test_fuzz_short_budget(tmp_path, mode, runs):
     stats = tmp_path / "stats.json"
     r = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz" / "fuzz_reader.py"), mode,

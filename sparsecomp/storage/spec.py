@@ -33,7 +33,7 @@ INDEX_ATTR = "index"
 BLOB = "blob"
 #: HDF5 keeps a dataset of up to this many bytes inside its object header (compact layout).
 COMPACT_MAX = 60_000
-#: Encoding effort: 1 = fast (values stored raw), 2 = default, 3 = try everything on every tensor.
+#: Encoding effort: 1 = no entropy coding (every stream raw), 2 = default, 3 = try everything on every tensor.
 LEVELS = (1, 2, 3)
 
 

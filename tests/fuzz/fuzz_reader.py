@@ -244,6 +244,9 @@ def codec(name: str):
         shape = tuple(fdp.ConsumeIntInRange(1, 30) for _ in range(fdp.ConsumeIntInRange(0, 3)))
         rng = np.random.default_rng(fdp.ConsumeIntInRange(0, 2**31))
         a = (rng.standard_normal(shape) * 50).astype(dtype)
+        if name == "shared":                       # few distinct values: what weight sharing leaves
+            book = (rng.standard_normal(fdp.ConsumeIntInRange(1, 40)) * 50).astype(dtype)
+            a = book[rng.integers(0, len(book), shape)] if shape else book[:1].reshape(())
         if a.ndim:
             a[rng.random(shape) >= fdp.ConsumeProbability()] = 0
         enc = target.encode(a, level=fdp.ConsumeIntInRange(1, 3), max_ratio=1024, nnz=count_nonzero(a))

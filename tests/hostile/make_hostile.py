@@ -39,10 +39,14 @@ TIGHT = dict(max_tensor_bytes=1 << 20, max_total_bytes=4 << 20, max_attributes=6
 V1_BASE = ROOT / "tests" / "golden" / "v1_hostile_base.sparse.h5"
 
 
-def base_h5(path: Path) -> Path:
-    """A small checkpoint: a 90%-sparse kernel, a dense bias, an integer counter."""
+def base_h5(path: Path, shared: bool = False) -> Path:
+    """A small checkpoint: a 90%-sparse kernel (``shared``: its non-zeros among 16 values), a dense
+    bias, an integer counter."""
     rng = np.random.default_rng(0)
     k = rng.standard_normal((200, 300)).astype("float32")
+    if shared:
+        book = np.sort(rng.standard_normal(16)).astype("float32")
+        k = book[rng.integers(0, 16, k.shape)]
     k[rng.random(k.shape) < 0.9] = 0
     with h5py.File(path, "w") as f:
         g = f.create_group("layers/dense/vars")
@@ -133,6 +137,43 @@ def _v2_model(edit):
     def build(bases, out, work):
         return rebuild(bases["model"], out, edit)
     return build
+
+
+def _v2q(edit):
+    def build(bases, out, work):
+        return rebuild(bases["shared"], out, edit)
+    return build
+
+
+def _shared_edit(fn):
+    """Change the shared kernel's decoded streams (codebook, positions, codes); codings kept raw."""
+    def edit(p):
+        assert p.tensor(K)["codec"] == "shared"
+        s = p.streams(K)
+        fn(s, p.tensor(K))
+        p.set_streams(K, s)
+    return edit
+
+
+def _code_past(s, t):
+    s[2][7] = t["params"]["k"]                       # one past the last codebook entry
+
+
+def _book_zero(s, t):
+    s[0][0:4] = bytes(4)
+
+
+def _book_unsorted(s, t):
+    s[0][0:4], s[0][4:8] = s[0][4:8], s[0][0:4]
+
+
+def _codes_short(s, t):
+    del s[2][-1:]
+
+
+def _book_deflated(p):
+    s = p.streams(K)
+    p.set_streams(K, s, codings=["deflate", "raw", "raw"])
 
 
 def _v1(fn):
@@ -504,6 +545,15 @@ CASES = [
     ("orphan_placeholder", _v2(_placeholder), "verify", CorruptFileError, "format.tree", None),
     ("member_traversal", _v2(_member_name), "verify", CorruptFileError, "zip.name", None),
     ("model_with_tree", _v2_model(_model_tree), "verify", CorruptFileError, "format.members", None),
+    # version-2 codecs (shared)
+    ("shared_code_out_of_range", _v2q(_shared_edit(_code_past)), "verify", InvalidTensorError, "shared.codes", None),
+    ("shared_codebook_zero", _v2q(_shared_edit(_book_zero)), "verify", InvalidTensorError, "shared.codebook", None),
+    ("shared_codebook_unsorted", _v2q(_shared_edit(_book_unsorted)), "verify", InvalidTensorError, "shared.codebook", None),
+    ("shared_k_mismatch", _v2q(lambda p: p.tensor(K)["params"].__setitem__("k", 12)), "verify", InvalidTensorError, "shared.codebook", None),
+    ("shared_k_too_big", _v2q(lambda p: p.tensor(K)["params"].__setitem__("k", 300)), "verify", InvalidTensorError, "shared.params", None),
+    ("shared_codes_truncated", _v2q(_shared_edit(_codes_short)), "verify", InvalidTensorError, "shared.streams", None),
+    ("shared_codebook_deflated", _v2q(_book_deflated), "verify", InvalidTensorError, "shared.codebook", None),
+    ("shared_gap_overflow", _v2q(_shared_edit(lambda s, t: s.__setitem__(1, bytearray([255] * 200) + s[1]))), "verify", InvalidTensorError, "shared.range", None),
     # HDF5 structure (version-2 tree)
     ("soft_link", _v2(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("alias", h5py.SoftLink("/tree/layers")))), "verify", UnsupportedFormatError, "h5.softlink", None),
     ("external_link", _v2(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("ext", h5py.ExternalLink("canary.h5", "/x")))), "verify", UnsupportedFormatError, "h5.externallink", None),
@@ -553,10 +603,12 @@ def build_bases(work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     v2 = work / "base.sparse.h5"
     sparsecomp.pack(base_h5(work / "base.h5"), v2)
+    shared = work / "shared.sparse.h5"
+    sparsecomp.pack(base_h5(work / "base_shared.h5", shared=True), shared)
     m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
     model = work / "model.sparse.h5"
     sparsecomp.save(m, model)
-    return {"v2": v2, "v1": V1_BASE, "model": model}
+    return {"v2": v2, "v1": V1_BASE, "model": model, "shared": shared}
 
 
 def build_all(out_dir) -> dict:

@@ -17,6 +17,7 @@ from .base import Codec, Encoded, StreamRef, TensorHeader
 from .dense import Dense
 from .gaps import Gaps
 from .planes import Planes
+from .shared import Shared
 
 __all__ = ["CODECS", "LOSSLESS", "register", "get", "choose", "encode_all", "pick", "check_min_ratio",
            "check_codecs", "Codec", "Encoded", "StreamRef", "TensorHeader"]
@@ -35,6 +36,7 @@ def register(codec: Codec) -> Codec:
 register(Dense())
 register(Planes())
 register(Gaps())
+register(Shared())
 
 #: The codecs ``choose`` may pick by default (lossy ones are only used when asked for by name).
 LOSSLESS = tuple(name for name, c in CODECS.items() if c.lossless)

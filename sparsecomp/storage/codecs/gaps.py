@@ -19,7 +19,7 @@ from .base import Codec, Encoded, TensorHeader
 from .planes import CODED_VALUES_MAX
 from .values import join_planes, plane_streams
 
-__all__ = ["Gaps", "gap_symbols", "positions_from_symbols"]
+__all__ = ["Gaps", "gap_symbols", "positions_from_symbols", "orders_for", "blocks", "scan"]
 
 _BLOCK = 1 << 22       # elements per block: bounds the temporaries of VGG-sized layers
 _FILL = 255
@@ -50,40 +50,51 @@ def positions_from_symbols(symbols: np.ndarray, carry: int):
     return cs[final] - 1, (int(cs[-1]) if len(cs) else carry)
 
 
+def orders_for(array, level: int) -> tuple:
+    """The scan orders worth trying: column order too for a real matrix (all of them at level 3,
+    up to 16 M elements at level 2)."""
+    if array.ndim >= 2 and min(view_shape_2d(array.shape)) > 1 and (level >= 3 or array.size <= (1 << 24)):
+        return ("row", "col")
+    return ("row",)
+
+
+def blocks(array, order: str):
+    """The tensor's bit patterns in ``order``, as consecutive flat blocks (bounded memory)."""
+    bits = bits_view(array).reshape(-1)
+    if order == "row":
+        for i in range(0, bits.size, _BLOCK):
+            yield bits[i:i + _BLOCK]
+        return
+    rows, cols = view_shape_2d(array.shape)
+    b2 = bits.reshape(rows, cols)
+    step = max(1, _BLOCK // max(rows, 1))
+    for c in range(0, cols, step):
+        yield np.ascontiguousarray(b2[:, c:c + step].T).reshape(-1)
+
+
+def scan(array, order: str):
+    """``(gap symbols, non-zero bit patterns)`` of ``array`` read in ``order``."""
+    syms, vals, last, base = [], [], -1, 0
+    for block in blocks(array, order):
+        pos = np.flatnonzero(block)
+        syms.append(gap_symbols(pos + base, last))
+        vals.append(block[pos])
+        if len(pos):
+            last = int(pos[-1]) + base
+        base += block.size
+    symbols = np.concatenate(syms) if syms else np.zeros(0, np.uint8)
+    values = np.concatenate(vals) if vals else np.zeros(0, bits_view(array).dtype)
+    return symbols, values
+
+
 class Gaps(Codec):
     name = "gaps"
 
-    def _orders(self, array, level):
-        if array.ndim >= 2 and min(view_shape_2d(array.shape)) > 1 and (level >= 3 or array.size <= (1 << 24)):
-            return ("row", "col")
-        return ("row",)
-
-    def _blocks(self, array, order):
-        """The tensor's bit patterns in ``order``, as consecutive flat blocks."""
-        bits = bits_view(array).reshape(-1)
-        if order == "row":
-            for i in range(0, bits.size, _BLOCK):
-                yield bits[i:i + _BLOCK]
-            return
-        rows, cols = view_shape_2d(array.shape)
-        b2 = bits.reshape(rows, cols)
-        step = max(1, _BLOCK // max(rows, 1))
-        for c in range(0, cols, step):
-            yield np.ascontiguousarray(b2[:, c:c + step].T).reshape(-1)
-
     def _encode_order(self, array, order, level, max_ratio):
-        syms, vals, last, base = [], [], -1, 0
-        for block in self._blocks(array, order):
-            pos = np.flatnonzero(block)
-            syms.append(gap_symbols(pos + base, last))
-            vals.append(block[pos])
-            if len(pos):
-                last = int(pos[-1]) + base
-            base += block.size
-        symbols = np.concatenate(syms) if syms else np.zeros(0, np.uint8)
-        values = (np.concatenate(vals) if vals else np.zeros(0, bits_view(array).dtype)).view(array.dtype)
+        symbols, values = scan(array, order)
+        values = values.view(array.dtype)
         value_level = level if (level >= 3 or values.nbytes <= CODED_VALUES_MAX) else 1
-        streams = [self.stream("positions", symbols, max(level, 2), max_ratio)]     # small: always tried
+        streams = [self.stream("positions", symbols, level, max_ratio)]
         streams += plane_streams(self, values, value_level, max_ratio)
         return Encoded(self.name, {"order": order}, streams, nnz=int(values.size))
 
@@ -94,7 +105,7 @@ class Gaps(Codec):
                 and nnz * array.dtype.itemsize >= array.nbytes:
             return None          # raw values alone already cost the dense bytes
         best = None
-        for order in self._orders(array, level):
+        for order in orders_for(array, level):
             enc = self._encode_order(array, order, level, max_ratio)
             if best is None or enc.nbytes < best.nbytes:
                 best = enc
