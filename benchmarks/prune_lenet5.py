@@ -12,7 +12,8 @@ from benchmarks.pruning_run import run_pruning
 
 SETTINGS = {"train_epochs": 12, "method": "std", "q0": 0.5, "step": 0.3, "min_step": 0.075, "max_q": 10.0,
             "max_drop": 0.002, "epochs": 2, "recovery_epochs": 4, "learning_rate": 1e-3, "lr_decay": 0.6,
-            "l2": 5e-5, "target_sparsity": 0.992, "validation_split": 1 / 12}
+            "l2": 5e-5, "target_sparsity": 0.992, "validation_split": 1 / 12, "groups": "auto", "gate": "fixed",
+            "z": 1.0}
 SEEDS = [0, 1, 2]
 
 

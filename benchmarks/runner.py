@@ -166,6 +166,7 @@ def main(argv=None) -> int:
     if argv and argv[0] == "render":
         from .render import main as render_main
         return render_main(argv[1:])
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # the benchmark's own child processes import this checkout's code, whatever is installed
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     mods = benchmarks()
