@@ -228,6 +228,7 @@ class _Signals:
         if self.count > 1:
             os.write(2, b"\ninterrupted again: exiting without saving\n")
             os._exit(130)
+            return
         raise KeyboardInterrupt
 
     def install(self):

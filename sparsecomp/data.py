@@ -65,9 +65,9 @@ def _read_bounded(p: Path) -> bytes:
         with opener(p, "rb") as fh:
             raw = fh.read(_MAX_FILE_BYTES + 1)
     except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read {p}: {exc}", rule="data.read", file=p) from None
+        raise DataError(f"cannot read it: {exc}", rule="data.read", file=p) from None
     if len(raw) > _MAX_FILE_BYTES:
-        raise DataError(f"{p} decodes to more than {_MAX_FILE_BYTES} bytes", rule="data.size", file=p)
+        raise DataError(f"it decodes to more than {_MAX_FILE_BYTES} bytes", rule="data.size", file=p)
     return raw
 
 
@@ -170,7 +170,7 @@ def _idx_dir(d: Path) -> Dataset:
     xi = _find(d, ["train-images-idx3-ubyte", "train-images.idx3-ubyte", "train-images-idx4-ubyte"])
     yi = _find(d, ["train-labels-idx1-ubyte", "train-labels.idx1-ubyte"])
     if xi is None or yi is None:
-        raise DataError(f"{d}: an idx directory needs train-images-idx3-ubyte(.gz) and train-labels-idx1-ubyte(.gz)",
+        raise DataError("an idx directory needs train-images-idx3-ubyte(.gz) and train-labels-idx1-ubyte(.gz)",
                         rule="data.missing", file=d)
     x, y = parse_idx(_read_bounded(xi), xi.name), parse_idx(_read_bounded(yi), yi.name)
     xt_p = _find(d, ["t10k-images-idx3-ubyte", "test-images-idx3-ubyte", "t10k-images.idx3-ubyte"])
@@ -186,18 +186,18 @@ def _npz(p: Path) -> Dataset:
         with zipfile.ZipFile(p) as zf:
             total = sum(i.file_size for i in zf.infolist())
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"{p}: not an .npz archive ({exc})", rule="data.format", file=p) from None
+        raise DataError(f"not an .npz archive ({exc})", rule="data.format", file=p) from None
     if total > 4 * _MAX_FILE_BYTES:
-        raise DataError(f"{p}: its arrays declare {total} bytes", rule="data.size", file=p)
+        raise DataError(f"its arrays declare {total} bytes", rule="data.size", file=p)
     try:
         with np.load(p, allow_pickle=False) as z:
             keys = set(z.files)
             if not {"x_train", "y_train"} <= keys:
-                raise DataError(f"{p}: an .npz needs x_train and y_train (and optionally x_test, y_test); it has "
+                raise DataError(f"an .npz needs x_train and y_train (and optionally x_test, y_test); it has "
                                 f"{sorted(keys)}", rule="data.format", file=p)
             get = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
     except ValueError as exc:
-        raise DataError(f"{p}: {exc} (object arrays are refused: no pickles)", rule="data.format", file=p) from None
+        raise DataError(f"{exc} (object arrays are refused: no pickles)", rule="data.format", file=p) from None
     return Dataset(get["x_train"], get["y_train"], get.get("x_test"), get.get("y_test"), source=f"arrays in {p}")
 
 
@@ -205,7 +205,7 @@ def _images(d: Path, model) -> Dataset:
     import keras
     shape = tuple(model.inputs[0].shape[1:]) if model is not None else None
     if shape is None or len(shape) != 3:
-        raise DataError(f"{d}: an image directory needs a model with an image input (height, width, channels); "
+        raise DataError(f"an image directory needs a model with an image input (height, width, channels); "
                         f"the model's input is {shape}", rule="data.shape", file=d)
     color = {1: "grayscale", 3: "rgb", 4: "rgba"}.get(shape[2])
     if color is None:
@@ -222,7 +222,7 @@ def _images(d: Path, model) -> Dataset:
             xs.append(np.asarray(a))
             ys.append(int(b))
         if not xs:
-            raise DataError(f"{sub}: no images found", rule="data.missing", file=sub)
+            raise DataError("no images found", rule="data.missing", file=sub)
         return np.stack(xs).astype(np.uint8), np.array(ys)        # 8-bit images, decoded to floats by Keras
 
     split = (d / "train").is_dir() and (d / "test").is_dir()
