@@ -266,7 +266,9 @@ def main(argv=None) -> int:
         if verbose:
             import traceback
             traceback.print_exc()
-        print(f"error: unexpected {type(exc).__name__}: {exc}" + ("" if verbose else
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        what = lines[0][:300] if lines else ""
+        print(f"error: unexpected {type(exc).__name__}: {what}" + ("" if verbose else
               " (run with -v for the traceback; please report it)"), file=sys.stderr)
         return 1
 

@@ -7,13 +7,16 @@ The choices come from the registries (:data:`sparsecomp.methods.METHODS`,
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from .criteria import EQUALIZATIONS, NORMALIZERS
+from .distribute import STRATEGIES
 from .errors import BadArgumentError
 from .methods import METHODS
 from .training import GATES
@@ -135,15 +138,17 @@ def _strategy(args):
     if not args.strategy:
         return None
     from .distribute import get_strategy
-    return get_strategy(args.strategy)
+    return get_strategy(args.strategy, timeout=args.worker_timeout or None)
 
 
 def _outputs_of(args, strategy, names):
-    """Non-chief workers of a multi-worker run write into a temporary folder, never the real paths."""
+    """Non-chief workers of a multi-worker run write into a temporary folder, never the real paths
+    (removed when the command exits)."""
     from .distribute import is_chief
     if is_chief(strategy):
         return None
     tmp = tempfile.mkdtemp(prefix="sparsecomp-worker-")
+    atexit.register(shutil.rmtree, tmp, True)
     for name in names:
         if getattr(args, name, None):
             setattr(args, name, str(Path(tmp) / Path(getattr(args, name)).name))
@@ -438,10 +443,13 @@ def _common(p, progress_flag, *, method_default="std"):
     g.add_argument("--exclude", nargs="*", default=None, help="layers whose channels stay")
     g.add_argument("--fold-bn", action="store_true",
                    help="l1/l2/tlt: scale each filter's norm by the BatchNormalization right after it")
-    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None,
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
                    help="fine-tune under tf.distribute: 'mirrored' = every GPU of this machine, 'multiworker' = "
                         "the cluster in TF_CONFIG (run the same command on every worker; only the chief writes). "
                         "--batch-size is then the global batch")
+    p.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="multiworker: stop with an error when another worker has not answered for this long "
+                        "(default 300; 0 waits forever)")
     progress_flag(p)
 
 

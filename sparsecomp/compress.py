@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .distribute import guard_collectives
 from .masks import kernel_of, prunable_layers
 from .methods import METHODS
 from .model_io import clone_model, save
@@ -84,6 +85,7 @@ def _test_metric(model, test_data, metric):
     return float(model.evaluate(x, y, batch_size=512, verbose=0, return_dict=True)[metric])
 
 
+@guard_collectives
 def compress(model, data, output, *, method: str = "std", test_data=None, report_dir=None, min_ratio: float = 1.0,
              level: int = 2, codecs=None, quantize=None, quantize_options=None, progress=None,
              **method_kwargs) -> CompressionResult:

@@ -34,6 +34,7 @@ import numpy as np
 
 from .arguments import check_count, check_fraction, check_number, require_model
 from .criteria import correlation_mask
+from .distribute import guard_collectives
 from .errors import BadArgumentError
 from .history import PruneHistory, PruneStep
 from .masks import prunable_layers
@@ -61,6 +62,7 @@ def _layer_order(model, layers) -> list[str]:
     return layers
 
 
+@guard_collectives
 def prune_correlation(model, data, *, validation_data=None, layers="auto", q: float = 1.0, p: float = 0.4,
                       record_fraction: float = 0.1, min_q: float | None = None, max_cycles: int = 10,
                       target_sparsity: float | None = None, strategy=None, checkpoint_dir=None, resume: bool = False,
@@ -119,8 +121,7 @@ def prune_correlation(model, data, *, validation_data=None, layers="auto", q: fl
     if resumed is None:
         history = PruneHistory(metric=tuning.metric, baseline=tuner.baseline, max_drop=tuning.max_drop,
                                groups={n: [n] for n in order},
-                               settings={**settings, **tuning.to_dict(),
-                                         "replicas": tuner.strategy.num_replicas_in_sync if tuner.strategy else 1})
+                               settings=tuner.run_settings())
         state = {"cycle": 1, "index": 0, "layer_q": {n: float(q) for n in order}, "finished": [],
                  "recorded_for": None, "progressed": False, "stop": False}
         accepted = tuner.snapshot()

@@ -18,6 +18,7 @@ __all__ = [
     "WeightMismatchError",
     "WriteError",
     "DataError",
+    "ClusterError",
 ]
 
 
@@ -101,3 +102,10 @@ class DataError(SparseCompError):
     """A dataset could not be found or does not match its expected content."""
 
     default_rule = "data"
+
+
+class ClusterError(SparseCompError):
+    """A worker of a multi-worker run stopped answering (killed, crashed, unreachable, or past the
+    collective timeout): the run cannot go on; nothing was written to its outputs."""
+
+    default_rule = "cluster"

@@ -28,6 +28,7 @@ import numpy as np
 
 from .arguments import check_fraction, check_number, require_model
 from .criteria import std_threshold, std_threshold_mask
+from .distribute import guard_collectives
 from .errors import BadArgumentError
 from .graph import LayerGraph
 from .history import PruneHistory, PruneStep
@@ -90,6 +91,7 @@ def dropouts_before(graph: LayerGraph, layer_name: str) -> list[str]:
             if graph.layers.get(p) is not None and type(graph.layers[p]).__name__ == "Dropout"]
 
 
+@guard_collectives
 def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, step: float = 0.1,
           max_q: float = 6.0, min_step: float | None = None, target_sparsity: float | None = None,
           one_shot: bool = False, q: float | None = None, rescale_dropout: bool = True, strategy=None,
@@ -151,9 +153,7 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
     resumed = tuner.resume()
     if resumed is None:
         history = PruneHistory(metric=tuning.metric, baseline=tuner.baseline, max_drop=tuning.max_drop,
-                               groups=groups, settings={**settings, **tuning.to_dict(),
-                                                        "replicas": tuner.strategy.num_replicas_in_sync
-                                                        if tuner.strategy else 1})
+                               groups=groups, settings=tuner.run_settings())
         state = {"group": 0, "started": False, "q": None, "q_ok": None, "step": step, "sigma": {}, "stop": False}
         accepted = None
     else:

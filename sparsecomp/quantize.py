@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from .arguments import check_choice, check_count, require_model
+from .distribute import guard_collectives
 from .errors import BadArgumentError
 from .history import QuantizeHistory, QuantizeTrial
 from .masks import MaskConstraint, kernel_of, prunable_layers
@@ -150,6 +151,7 @@ def _bits_of(bits, layers, min_bits, max_bits, model=None) -> dict | str:
     return out
 
 
+@guard_collectives
 def quantize(model, data=None, *, bits=5, layers="auto", init: str = "linear", min_bits: int = 2, max_bits: int = 8,
              reference: float | None = None, validation_data=None, strategy=None, checkpoint_dir=None,
              resume: bool = False, interrupt_dir=None, progress=None, tuning: FineTuning | None = None,
@@ -196,7 +198,7 @@ def quantize(model, data=None, *, bits=5, layers="auto", init: str = "linear", m
         tuner.baseline = float(reference)
     tuner.train_only(None)
     history = QuantizeHistory(metric=tuning.metric, baseline=tuner.baseline, max_drop=tuning.max_drop,
-                              settings={**settings, **tuning.to_dict()})
+                              settings=tuner.run_settings())
     state = {"index": 0, "done": {}}
     resumed = tuner.resume()
     accepted = tuner.snapshot()

@@ -33,6 +33,7 @@ from .arguments import check_count, check_fraction, check_number, require_model
 from .channels import PASS, ChannelGraph, ChannelPlan, remove_channels
 from .criteria import CRITERIA, EQUALIZATIONS, ChannelContext, apoz_scores, equalize, magnitude_fraction_mask, \
     round_up_kept
+from .distribute import guard_collectives
 from .errors import BadArgumentError
 from .history import StructuredHistory, StructuredRound
 from .masks import kernel_of
@@ -222,6 +223,7 @@ def _filters(model) -> dict:
     return {p: cg.size(g) for g in cg.groups() for p in cg.producers(g)}
 
 
+@guard_collectives
 def prune_structured(model, data, *, validation_data=None, criterion: str = "l1", fraction: float | None = 0.1,
                      threshold: float | None = None, scope: str = "global", rounds: int = 1, equalization: str = "union",
                      normalizer: str = "max", granularity: int = 1, min_channels: int = 1, exclude=(),
@@ -268,7 +270,7 @@ def prune_structured(model, data, *, validation_data=None, criterion: str = "l1"
     resumed = tuner.resume()
     if resumed is None:
         history = StructuredHistory(metric=tuning.metric, baseline=tuner.baseline, max_drop=tuning.max_drop,
-                                    dense_params=int(model.count_params()), settings={**settings, **tuning.to_dict()})
+                                    dense_params=int(model.count_params()), settings=tuner.run_settings())
         state = {"round": 1, "final_value": tuner.baseline, "stop": False}
         accepted = tuner.snapshot()
     else:

@@ -200,8 +200,8 @@ class TrainingData:
     ``data`` is ``(x, y)`` arrays (validation: ``validation_data`` or the last
     ``validation_split`` of them) or a ``tf.data.Dataset`` of batches (then ``validation_data``
     is required and the dataset's own order is used). Under a ``tf.distribute`` strategy arrays
-    become datasets of global batches with an explicit ``DATA`` sharding policy: every worker sees
-    the same global batch and Keras splits it across replicas.
+    become datasets of global batches with an explicit ``DATA`` sharding policy: every worker
+    builds the same global batches and the strategy splits each across the replicas.
     """
 
     def __init__(self, data, validation_data, tuning: FineTuning, strategy=None):
@@ -243,30 +243,54 @@ class TrainingData:
         """The permutation of the training samples used in epoch ``epoch`` of this run."""
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.train[0]))
 
-    def _dataset(self, x, y):
+    def _dataset(self, x, y, batch_size: int):
         import tensorflow as tf
-        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(self.batch_size)
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
         opts = tf.data.Options()
         opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return ds.with_options(opts)
 
     def fit_args(self, epoch: int) -> dict:
-        """Keyword arguments of ``model.fit`` for one epoch."""
+        """Keyword arguments of ``model.fit`` for one epoch (no strategy)."""
         if not self.arrays:
             return {"x": self.train, "shuffle": False}
         perm = self.order(epoch)
-        x, y = self.train[0][perm], self.train[1][perm]
-        if self.strategy is not None:
-            return {"x": self._dataset(x, y), "shuffle": False}
-        return {"x": x, "y": y, "batch_size": self.batch_size, "shuffle": False}
+        return {"x": self.train[0][perm], "y": self.train[1][perm], "batch_size": self.batch_size, "shuffle": False}
 
     def eval_args(self) -> dict:
+        """Keyword arguments of ``model.evaluate`` (no strategy)."""
         if not self.arrays:
             return {"x": self.val}
         x, y = self.val
-        if self.strategy is not None:
-            return {"x": self._dataset(x, y)}
         return {"x": x, "y": y, "batch_size": max(self.batch_size, 256)}
+
+    @property
+    def replicas(self) -> int:
+        return int(self.strategy.num_replicas_in_sync) if self.strategy is not None else 1
+
+    def train_dataset(self, epoch: int):
+        """Epoch ``epoch`` as a dataset of global batches (under a strategy). A last batch smaller
+        than the number of replicas would leave a replica with nothing (its loss undefined): those
+        few examples (fewer than the replicas) sit out this epoch; the order changes every epoch."""
+        if not self.arrays:
+            return self.train
+        perm = self.order(epoch)
+        r = len(perm) % self.batch_size
+        if 0 < r < self.replicas:
+            perm = perm[:len(perm) - r]
+        return self._dataset(self.train[0][perm], self.train[1][perm], self.batch_size)
+
+    def val_dataset(self):
+        """The validation data as a dataset of global batches (under a strategy), every example
+        once: the batch is the smallest from ``max(batch_size, 256)`` up whose last batch still
+        gives every replica an example."""
+        if not self.arrays:
+            return self.val
+        x, y = self.val
+        b, n = max(self.batch_size, 256), len(x)
+        while 0 < n % b < self.replicas and b < n:
+            b += 1
+        return self._dataset(x, y, b)
 
     def val_labels(self) -> np.ndarray | None:
         """Integer class labels of the validation data (one-hot rows become indices), or ``None``."""
@@ -351,6 +375,7 @@ class FineTuner:
                  cache: bool = True):
         from .distribute import get_strategy, is_chief
         require_model(model)
+        self._loop = None
         self.t_start = time.time()
         self.source = model
         self.tuning = tuning
@@ -388,6 +413,12 @@ class FineTuner:
         if tuning.check_baseline:
             self._check_baseline()
 
+    def run_settings(self) -> dict:
+        """What a history records of the run: the method's settings, the fine-tuning settings, and
+        the number of replicas the fine-tuning ran on."""
+        return {**self.settings, **self.tuning.to_dict(),
+                "replicas": int(self.strategy.num_replicas_in_sync) if self.strategy is not None else 1}
+
     # -- the working copy -----------------------------------------------------------------------
 
     def scope(self):
@@ -397,6 +428,7 @@ class FineTuner:
         """Make ``work`` the working copy: masks, L2 on the prunable kernels, seeded random states."""
         self.work = work
         self.cache = None
+        self._loop = None
         self.masks = MaskSet(work, from_zeros=True) if self.use_masks else None
         if self.tuning.l2 is not None and self.masks is not None:
             import keras
@@ -414,6 +446,7 @@ class FineTuner:
         self.compile()
 
     def compile(self) -> None:
+        self._loop = None
         with self.scope():
             self.work.compile_from_config(copy.deepcopy(self.cfg))
             if self.cache is not None:
@@ -424,6 +457,15 @@ class FineTuner:
         """The model ``fit`` and ``evaluate`` run on: the working copy, or the trainable part of
         it on cached features of its frozen prefix."""
         return self.cache.model if self.cache is not None else self.work
+
+    @property
+    def loop(self):
+        """Under a strategy: the :class:`~sparsecomp.distribute.ReplicaLoop` of the trainer as now
+        compiled."""
+        if self._loop is None:
+            from .distribute import ReplicaLoop
+            self._loop = ReplicaLoop(self.trainer, self.strategy)
+        return self._loop
 
     @property
     def all_prunable(self) -> list:
@@ -465,17 +507,23 @@ class FineTuner:
         """``epochs`` epochs, one ``fit`` call each (epoch ``first + i`` of the current step's rate)."""
         for i in range(epochs):
             self._set_epoch_lr(first + i)
-            args = self.cache.fit_args(self.epochs_seen) if self.cache is not None else \
-                self.data.fit_args(self.epochs_seen)
-            self.trainer.fit(**args, epochs=1, verbose=0, callbacks=callbacks)
+            if self.strategy is not None:
+                self.loop.fit_epoch(self.data.train_dataset(self.epochs_seen), callbacks)
+            else:
+                args = self.cache.fit_args(self.epochs_seen) if self.cache is not None else \
+                    self.data.fit_args(self.epochs_seen)
+                self.trainer.fit(**args, epochs=1, verbose=0, callbacks=callbacks)
             self.epochs_seen += 1
             self.spent += 1
 
     def evaluate(self, *, record_baseline: bool = False) -> float:
         """The validation metric (aggregated over replicas); the paired gate also keeps which
         validation examples the model gets right."""
-        args = self.cache.eval_args() if self.cache is not None else self.data.eval_args()
-        res = self.trainer.evaluate(**args, verbose=0, return_dict=True)
+        if self.strategy is not None:
+            res = self.loop.evaluate(self.data.val_dataset())
+        else:
+            args = self.cache.eval_args() if self.cache is not None else self.data.eval_args()
+            res = self.trainer.evaluate(**args, verbose=0, return_dict=True)
         if self.tuning.metric not in res:
             raise BadArgumentError(f"metric {self.tuning.metric!r} is not among the model's metrics {sorted(res)}; "
                                    "compile the model with metrics=['accuracy'] or pass metric=",
@@ -491,6 +539,8 @@ class FineTuner:
         labels = self.data.val_labels()
         if labels is None or self.tuning.metric not in ACCURACY_METRICS:
             raise BadArgumentError("the paired gate needs class labels and an accuracy metric", rule="argument.gate")
+        if self.strategy is not None:
+            return self.loop.correct(self.data.val_dataset(), labels)
         if self.cache is not None:
             x = self.cache.val[0]
         else:
@@ -681,8 +731,12 @@ class FineTuner:
                 layer.trainable = True
             final.compile_from_config(copy.deepcopy(self._caller_compile_config()))
         self.work = final
-        history.final_metric = float(final.evaluate(**self.data.eval_args(), verbose=0,
-                                                    return_dict=True)[self.tuning.metric])
+        if self.strategy is not None:
+            from .distribute import ReplicaLoop
+            res = ReplicaLoop(final, self.strategy).evaluate(self.data.val_dataset())
+        else:
+            res = final.evaluate(**self.data.eval_args(), verbose=0, return_dict=True)
+        history.final_metric = float(res[self.tuning.metric])
         history.seconds = time.time() - self.t_start
         return final
 
