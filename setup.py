@@ -27,6 +27,8 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "atheris>=2.3; platform_system == 'Linux'"],
         "bench": ["psutil>=5"],
+        # Keras 2 for current TensorFlow: only to *write* genuine Keras 2 fixtures/benchmark inputs.
+        "keras2": ["tf-keras"],
     },
     entry_points={"console_scripts": ["sparsecomp=sparsecomp.cli:main"]},
     license="Apache-2.0",

@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -224,12 +225,17 @@ def main(argv=None) -> int:
              "versions": versions()}
     t0 = time.time()
     code = 0
+
+    def stop(signum, frame):                      # SIGTERM, and SIGINT even where a shell ignored it
+        raise KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
     try:
         results = mod.run(ctx)
         entry["status"] = "ok"
     except KeyboardInterrupt:
         results, entry["status"], code = None, "interrupted", 130
-        entry["error"] = "interrupted (SIGINT)"
+        entry["error"] = "interrupted (SIGINT or SIGTERM)"
     except Exception as exc:  # a failed run is recorded too, then reported
         results, entry["status"], code = None, "failed", 1
         entry["error"] = f"{type(exc).__name__}: {exc}"

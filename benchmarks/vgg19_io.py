@@ -1,124 +1,132 @@
-"""VGG19 at scale: sparsecomp.save/load against Keras' own save/load, time, size and peak memory.
+"""VGG19 at scale: sparsecomp.save/load against Keras' own save/load — time, size, peak memory.
 
-    python benchmarks/vgg19_io.py [--sparsities 0 0.8 0.95 0.99]
+    python -m benchmarks vgg19_io
 
-VGG19 (``weights=None``, 143,667,240 parameters) has its weights zeroed by magnitude (per tensor,
-kernels only) to each sparsity. Each measurement runs in a fresh subprocess so peaks do not mix:
-``save`` measures Keras' ``model.save(.keras)`` and ``sparsecomp.save`` on the same model, one after
-the other; ``load`` measures ``keras.models.load_model`` or ``sparsecomp.load`` from a process that
-has only imported Keras. Peak memory is sampled from /proc every 2 ms and reported above the RSS
-at the start of the operation (for loads that includes the model itself, which is then subtracted).
+VGG19 (``weights=None``, 143,667,240 parameters, largest tensor fc1 25088×4096 = 411 MB) with its
+kernels zeroed by magnitude (per tensor) to each sparsity. For each sparsity, ``repeats`` rounds;
+in each, both sides save (each in a fresh process that first loads the prepared model, untimed),
+then both load what they wrote (fresh processes), the side that goes first alternating between
+rounds. Reported: per-round ratios ours / Keras' (median and range), median seconds, peak RSS above
+the start of the operation (for a save in units of the largest tensor), sizes.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from benchmarks._vgg_io import measure
+from benchmarks.runner import ROOT
 
-MODEL_BYTES = 143_667_240 * 4
+SETTINGS = {"sparsities": [0.0, 0.8, 0.95, 0.99], "repeats": 3, "level": 2}
+SEEDS = [0]
 LARGEST_TENSOR = 25088 * 4096 * 4
+MODEL_BYTES = 143_667_240 * 4
+
+PREPARE = """
+import sys
+import keras, numpy as np
+sys.path.insert(0, {root!r})
+from models import zoo
+keras.utils.set_random_seed({seed})
+m = zoo.vgg19()
+s = {sparsity}
+if s > 0:
+    for v in m.weights:
+        if len(v.shape) >= 2:
+            w = np.asarray(v)
+            t = np.quantile(np.abs(w), s)
+            v.assign(np.where(np.abs(w) <= t, 0, w).astype(w.dtype))
+m.save({path!r})
+"""
 
 
-def child_save(sparsity: float, td: str) -> dict:
-    import keras
-    import numpy as np
-
-    import sparsecomp
-    from _common import PeakRSS
-    from models import zoo
-    keras.utils.set_random_seed(0)
-    model = zoo.vgg19()
-    if sparsity > 0:
-        for v in model.weights:
-            if len(v.shape) >= 2:
-                w = np.asarray(v)
-                t = np.quantile(np.abs(w), sparsity)
-                v.assign(np.where(np.abs(w) <= t, 0, w).astype(w.dtype))
-    out = {}
-    with PeakRSS() as k:
-        model.save(Path(td) / "vgg19.keras")
-    with PeakRSS() as s:
-        rep = sparsecomp.save(model, Path(td) / "vgg19.sparse.h5")
-    out.update(keras_save_s=k.seconds, keras_save_peak_above=k.peak_above,
-               sparse_save_s=s.seconds, sparse_save_peak_above=s.peak_above,
-               keras_bytes=(Path(td) / "vgg19.keras").stat().st_size,
-               sparse_bytes=(Path(td) / "vgg19.sparse.h5").stat().st_size,
-               density=rep.totals()["density"], csr_tensors=sum(r.encoding == "csr" for r in rep.records))
-    return out
-
-
-def child_load(which: str, td: str) -> dict:
-    import keras
-
-    import sparsecomp
-    from _common import PeakRSS
-    with PeakRSS() as p:
-        if which == "keras":
-            m = keras.models.load_model(Path(td) / "vgg19.keras")
-        else:
-            m = sparsecomp.load(Path(td) / "vgg19.sparse.h5")
-    assert m.count_params() == 143_667_240
-    return {f"{which}_load_s": p.seconds, f"{which}_load_peak_above": p.peak_above}
-
-
-def run_child(*args) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+def prepare(path, sparsity: float, seed: int) -> None:
+    code = PREPARE.format(root=str(ROOT), seed=seed, sparsity=sparsity, path=str(path))
+    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                       capture_output=True, text=True, timeout=1800)
     if r.returncode != 0:
-        raise SystemExit(f"child {args} failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+        raise RuntimeError(r.stderr[-2000:])
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--sparsities", type=float, nargs="+", default=[0.0, 0.8, 0.95, 0.99])
-    p.add_argument("--child", nargs="+")
-    args = p.parse_args()
-    if args.child:
-        kind, *rest = args.child
-        res = child_save(float(rest[0]), rest[1]) if kind == "save" else child_load(rest[0], rest[1])
-        print(json.dumps(res))
-        return 0
-    from _common import write_result
+def run(ctx):
+    s = ctx.settings
     rows = []
-    for sp in args.sparsities:
-        with tempfile.TemporaryDirectory() as td:
-            t0 = time.time()
-            row = {"sparsity": sp, **run_child("save", str(sp), td)}
-            row.update(run_child("load", "keras", td))
-            row.update(run_child("load", "sparse", td))
-            row["save_time_ratio"] = row["sparse_save_s"] / row["keras_save_s"]
-            row["load_time_ratio"] = row["sparse_load_s"] / row["keras_load_s"]
-            row["size_ratio_keras_over_sparse"] = row["keras_bytes"] / row["sparse_bytes"]
-            row["sparse_save_peak_over_largest_tensor"] = row["sparse_save_peak_above"] / LARGEST_TENSOR
-            row["keras_save_peak_over_largest_tensor"] = row["keras_save_peak_above"] / LARGEST_TENSOR
-            row["sparse_load_peak_above_model_over_largest_tensor"] = \
-                (row["sparse_load_peak_above"] - MODEL_BYTES) / LARGEST_TENSOR
-            row["keras_load_peak_above_model_over_largest_tensor"] = \
-                (row["keras_load_peak_above"] - MODEL_BYTES) / LARGEST_TENSOR
-            rows.append(row)
-            print(f"sparsity {sp:.2f}: save {row['sparse_save_s']:.2f}s vs keras {row['keras_save_s']:.2f}s "
-                  f"(x{row['save_time_ratio']:.2f}); load {row['sparse_load_s']:.2f}s vs keras "
-                  f"{row['keras_load_s']:.2f}s (x{row['load_time_ratio']:.2f}); size {row['sparse_bytes']:,} vs "
-                  f"{row['keras_bytes']:,} ({row['size_ratio_keras_over_sparse']:.2f}x smaller); save peak "
-                  f"{row['sparse_save_peak_over_largest_tensor']:.2f}x largest tensor (keras "
-                  f"{row['keras_save_peak_over_largest_tensor']:.2f}x); load peak above model "
-                  f"{row['sparse_load_peak_above_model_over_largest_tensor']:.2f}x (keras "
-                  f"{row['keras_load_peak_above_model_over_largest_tensor']:.2f}x)  [{time.time() - t0:.0f}s]",
-                  flush=True)
-    print(f"wrote {write_result('vgg19_io', {'rows': rows})}")
-    return 0
+    for sp in s["sparsities"]:
+        model_path = ctx.work / f"vgg19-{sp}.keras"
+        prepare(model_path, sp, ctx.seeds[0])
+        ctx.log(f"sparsity {sp}: prepared")
+        m = measure(model_path, ctx.work / f"s{sp}", s["repeats"], s["level"], log=lambda t, sp=sp: ctx.log(f"{sp}: {t}"))
+        m["sparsity"] = sp
+        m["sparse_save_peak_over_largest_tensor"] = m["peak_above_median"]["sparse_save"] / LARGEST_TENSOR
+        m["keras_save_peak_over_largest_tensor"] = m["peak_above_median"]["keras_save"] / LARGEST_TENSOR
+        m["sparse_load_peak_above_model_over_largest_tensor"] = \
+            (m["peak_above_median"]["sparse_load"] - MODEL_BYTES) / LARGEST_TENSOR
+        m["keras_load_peak_above_model_over_largest_tensor"] = \
+            (m["peak_above_median"]["keras_load"] - MODEL_BYTES) / LARGEST_TENSOR
+        rows.append(m)
+        model_path.unlink()
+    return {"rows": rows, "largest_tensor_bytes": LARGEST_TENSOR, "model_bytes": MODEL_BYTES}
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _latest(entries):
+    ok = [e for e in entries if e.get("benchmark") and not e.get("exploratory") and e.get("status") == "ok"]
+    return ok[-1] if ok else None
+
+
+def headline(e):
+    rows = e["results"]["rows"]
+    return "; ".join(f"{r['sparsity']:.0%}: save ×{r['save_ratio']['median']:.2f}, load ×{r['load_ratio']['median']:.2f}, "
+                     f"{r['size_ratio']:.1f}× smaller" for r in rows)
+
+
+def report(entries):
+    from benchmarks._legacy import report as legacy
+    from benchmarks.render import run_ref
+    e = _latest(entries)
+    lines = []
+    if e is None:
+        lines.append("No runner-recorded run yet.")
+    else:
+        rows = e["results"]["rows"]
+        lines += [f"{run_ref('vgg19_io', entries, e)}, {e['started'][:16]}; {e['settings']['repeats']} rounds per "
+                  "sparsity, sides alternating, every operation in a fresh process.", "",
+                  "| sparsity | save: ours / Keras (median, range) | load: ours / Keras | median seconds (save ours / "
+                  "Keras, load ours / Keras) | Keras `.keras` | `.sparse.h5` | smaller | save peak ÷ largest tensor "
+                  "(ours / Keras) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in rows:
+            sm = r["seconds_median"]
+            lines.append(
+                f"| {r['sparsity']:.0%} | **{r['save_ratio']['median']:.2f}** ({r['save_ratio']['min']:.2f}–"
+                f"{r['save_ratio']['max']:.2f}) | **{r['load_ratio']['median']:.2f}** ({r['load_ratio']['min']:.2f}–"
+                f"{r['load_ratio']['max']:.2f}) | {sm['sparse_save']:.2f} / {sm['keras_save']:.2f}, "
+                f"{sm['sparse_load']:.2f} / {sm['keras_load']:.2f} | {r['keras_bytes']:,} | {r['sparse_bytes']:,} | "
+                f"{r['size_ratio']:.2f}× | {r['sparse_save_peak_over_largest_tensor']:.2f} / "
+                f"{r['keras_save_peak_over_largest_tensor']:.2f} |")
+        ok = all(r["save_ratio"]["median"] <= 1.0 and r["load_ratio"]["median"] <= 1.0 for r in rows)
+        peak = all(r["sparse_save_peak_over_largest_tensor"] <= 1.5 for r in rows)
+        r95 = [r for r in rows if abs(r["sparsity"] - 0.95) < 1e-9]
+        lines += ["", "Targets of issue #13: save and load ≤ 1.0× Keras' time at every sparsity: "
+                  f"**{'met' if ok else 'NOT met'}**; save peak ≤ 1.5× the largest tensor: "
+                  f"**{'met' if peak else 'NOT met'}**"
+                  + (f"; 95%-sparse file ≥ 17× smaller: **{'met' if r95[0]['size_ratio'] >= 17 else 'NOT met'}** "
+                     f"({r95[0]['size_ratio']:.1f}×)" if r95 else "") + "."]
+    leg = legacy("vgg19_io", entries)
+    return "\n".join(lines + (["", leg] if leg else []))
+
+
+def glance(entries):
+    from benchmarks.render import run_ref
+    e = _latest(entries)
+    if e is None:
+        return [("VGG19 save/load", "no runner-recorded run yet")]
+    rows = e["results"]["rows"]
+    sv = [r["save_ratio"]["median"] for r in rows]
+    ld = [r["load_ratio"]["median"] for r in rows]
+    r95 = [r for r in rows if abs(r["sparsity"] - 0.95) < 1e-9]
+    return [("VGG19 save/load (143.7M parameters)",
+             f"`save` {min(sv):.2f}–{max(sv):.2f}× and `load` {min(ld):.2f}–{max(ld):.2f}× Keras' own time "
+             f"(medians of {e['settings']['repeats']} alternating rounds, fresh processes)"
+             + (f"; 95%-sparse file {r95[0]['size_ratio']:.1f}× smaller" if r95 else "")
+             + f" ({run_ref('vgg19_io', entries, e)})")]

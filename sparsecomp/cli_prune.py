@@ -18,6 +18,7 @@ from pathlib import Path
 from .criteria import EQUALIZATIONS, NORMALIZERS
 from .distribute import STRATEGIES
 from .errors import BadArgumentError
+from .outputs import check_outputs
 from .methods import METHODS
 from .training import GATES
 
@@ -26,7 +27,8 @@ __all__ = ["add_prune_commands", "METHOD_FLAGS"]
 #: flag dest -> keyword of the method function, per method.
 METHOD_FLAGS = {
     "std": {"groups": "groups", "q0": "q0", "step": "step", "max_q": "max_q", "min_step": "min_step",
-            "one_shot": "one_shot", "q": "q", "target_sparsity": "target_sparsity"},
+            "max_reverts": "max_reverts", "group_settings": "group_settings", "one_shot": "one_shot", "q": "q",
+            "target_sparsity": "target_sparsity"},
     "correlation": {"q": "q", "p": "p", "record_fraction": "record_fraction", "max_cycles": "max_cycles",
                     "layers": "layers", "target_sparsity": "target_sparsity"},
     "structured": {"criterion": "criterion", "fraction": "fraction", "threshold": "threshold", "scope": "scope",
@@ -210,7 +212,6 @@ def _n_groups(args, model) -> int:
 def _cmd_prune(args) -> int:
     strategy = _strategy(args)
     _outputs_of(args, strategy, ("output", "history"))
-    from .cli import check_outputs
     check_outputs([("the output", args.output, False), ("the history", args.history, False)], force=args.force,
                   inputs=[args.input])
     model = _load_any(args)
@@ -248,7 +249,6 @@ def _print_summary(res_summary: dict, notes) -> None:
 
 def _cmd_compress_data_free(args, outputs) -> int:
     """--no-data: magnitude/std cut to --target-sparsity; nothing is evaluated, nothing claimed."""
-    from .cli import check_outputs
     from .datafree import pack_data_free, prune_data_free
     from .model_io import is_sparse_file
     if args.target_sparsity is None:
@@ -302,6 +302,17 @@ def _cmd_compress_data_free(args, outputs) -> int:
     return 0
 
 
+def _json_dict(value):
+    try:
+        out = json.loads(value)
+    except ValueError as exc:
+        raise BadArgumentError(f"--group-settings takes a JSON object: {exc}", rule="argument.group_settings") from None
+    if not isinstance(out, dict):
+        raise BadArgumentError("--group-settings takes a JSON object of group name -> settings",
+                               rule="argument.group_settings")
+    return out
+
+
 def _bits(value):
     """``--bits 5``, ``--bits search`` or ``--bits conv=8,fc=5``."""
     if value is None or value == "search":
@@ -326,7 +337,6 @@ def _weights_only(path) -> bool:
 
 
 def _cmd_compress(args) -> int:
-    from .cli import check_outputs
     from .compress import compress
     strategy = _strategy(args)
     report_dir = args.report_dir or str(Path(args.output).with_suffix("").with_suffix("")) + "_report"
@@ -413,6 +423,11 @@ def _common(p, progress_flag, *, method_default="std"):
     g.add_argument("--max-q", type=float, default=None, help="(default 6)")
     g.add_argument("--min-step", type=float, default=None,
                    help="after a reverted step, retry with half the step until it is below this (default: stop)")
+    g.add_argument("--max-reverts", type=int, default=None,
+                   help="end a group after this many reverted steps (default: only --min-step ends it)")
+    g.add_argument("--group-settings", type=_json_dict, default=None, metavar="JSON",
+                   help="per group: q0, step, max_q, min_step, max_reverts, epochs, recovery_epochs, e.g. "
+                        "'{\"conv\": {\"step\": 0.5, \"epochs\": 1}}'")
     g.add_argument("--one-shot", action="store_true", help="prune once at --q (default --q0), no fine-tuning")
     g.add_argument("--q", type=float, default=None,
                    help="std --one-shot: the q to prune at; correlation: the magnitude cut in sigmas (default 1.0)")

@@ -129,7 +129,7 @@ def prune_correlation(model, data, *, validation_data=None, layers="auto", q: fl
         state, hist, arrays = resumed
         history = PruneHistory.from_dict(hist)
         history.resumed.append(len(history.steps))
-        accepted = tuner._resumed_snapshot
+        accepted = tuner.resumed_snapshot
         if state["recorded_for"] is not None:
             track(state["recorded_for"])
             rec["recorder"].load_statistics(arrays)

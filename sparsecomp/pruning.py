@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from .arguments import check_fraction, check_number, require_model
+from .arguments import check_count, check_fraction, check_number, require_model
 from .criteria import std_threshold, std_threshold_mask
 from .distribute import guard_collectives
 from .errors import BadArgumentError
@@ -52,6 +52,37 @@ def default_groups(model) -> dict:
     if fc:
         groups["fc"] = fc
     return groups
+
+
+GROUP_KEYS = ("q0", "step", "max_q", "min_step", "max_reverts", "epochs", "recovery_epochs")
+
+
+def check_group_settings(group_settings, groups: dict) -> dict:
+    """``group_settings`` validated against the groups: ``{group name: {key: value}}``."""
+    if group_settings is None:
+        return {}
+    if not isinstance(group_settings, dict):
+        raise BadArgumentError(f"`group_settings` must be a dict of group name -> settings. Received: "
+                               f"{group_settings!r}", rule="argument.group_settings")
+    out = {}
+    for gname, opts in group_settings.items():
+        if gname not in groups:
+            raise BadArgumentError(f"`group_settings` names group {gname!r}; the groups are {list(groups)}",
+                                   rule="argument.group_settings")
+        if not isinstance(opts, dict) or set(opts) - set(GROUP_KEYS):
+            raise BadArgumentError(f"`group_settings[{gname!r}]` may set {list(GROUP_KEYS)}. Received: {opts!r}",
+                                   rule="argument.group_settings")
+        for k, v in opts.items():
+            if k in ("max_reverts", "epochs"):
+                check_count(f"group_settings.{gname}.{k}", v, 1)
+            elif k == "recovery_epochs":
+                check_count(f"group_settings.{gname}.{k}", v, 0)
+            elif k in ("step", "min_step"):
+                check_number(f"group_settings.{gname}.{k}", v, 0.0, open_lo=True)
+            else:
+                check_number(f"group_settings.{gname}.{k}", v, 0.0)
+        out[str(gname)] = dict(opts)
+    return out
 
 
 def normalize_groups(model, groups) -> dict:
@@ -93,7 +124,8 @@ def dropouts_before(graph: LayerGraph, layer_name: str) -> list[str]:
 
 @guard_collectives
 def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, step: float = 0.1,
-          max_q: float = 6.0, min_step: float | None = None, target_sparsity: float | None = None,
+          max_q: float = 6.0, min_step: float | None = None, max_reverts: int | None = None,
+          group_settings: dict | None = None, target_sparsity: float | None = None,
           one_shot: bool = False, q: float | None = None, rescale_dropout: bool = True, strategy=None,
           checkpoint_dir=None, resume: bool = False, interrupt_dir=None, progress=None,
           tuning: FineTuning | None = None, **tuning_kwargs):
@@ -111,6 +143,12 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
             A number: after a reverted step, retry half-way between the last accepted ``q`` and the
             one that failed (and continue with that smaller step), until the step would fall
             below ``min_step``.
+        max_reverts: end a group after this many reverted steps (``None``: only ``min_step`` ends
+            it). Bounds the time a group spends refining its last ``q``.
+        group_settings: per group name, overrides of ``q0``, ``step``, ``max_q``, ``min_step``,
+            ``max_reverts``, ``epochs`` and ``recovery_epochs`` — e.g. ``{"conv": {"step": 0.5,
+            "epochs": 1}}``: convolutions are few weights and slow epochs, Dense layers many weights
+            and (with the convolutions frozen) fast ones.
         target_sparsity: stop the whole schedule once this fraction of all prunable kernels'
             weights is zero (``None``: prune as far as accuracy allows).
         one_shot: prune every group once at ``q`` (default ``q0``) without fine-tuning.
@@ -136,6 +174,8 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
     check_number("max_q", max_q, 0.0)
     if min_step is not None:
         check_number("min_step", min_step, 0.0, open_lo=True)
+    if max_reverts is not None:
+        check_count("max_reverts", max_reverts, 1)
     if target_sparsity is not None:
         check_fraction("target_sparsity", target_sparsity)
     if q is not None:
@@ -143,8 +183,9 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
     tuning = FineTuning.build(tuning, **tuning_kwargs)
     require_model(model)
     groups = normalize_groups(model, groups)
+    group_settings = check_group_settings(group_settings, groups)
     settings = {"method": "std", "groups": groups, "q0": q0, "step": step, "max_q": max_q, "min_step": min_step,
-                "target_sparsity": target_sparsity, "one_shot": one_shot, "q": q, "rescale_dropout": rescale_dropout}
+                "max_reverts": max_reverts, "group_settings": group_settings, "target_sparsity": target_sparsity, "one_shot": one_shot, "q": q, "rescale_dropout": rescale_dropout}
     tuner = FineTuner(model, data, validation_data=validation_data, tuning=tuning, method="std", settings=settings,
                       strategy=strategy, checkpoint_dir=checkpoint_dir, resume=resume, interrupt_dir=interrupt_dir)
     names_all = list(groups)
@@ -154,13 +195,14 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
     if resumed is None:
         history = PruneHistory(metric=tuning.metric, baseline=tuner.baseline, max_drop=tuning.max_drop,
                                groups=groups, settings=tuner.run_settings())
-        state = {"group": 0, "started": False, "q": None, "q_ok": None, "step": step, "sigma": {}, "stop": False}
+        state = {"group": 0, "started": False, "q": None, "q_ok": None, "step": step, "sigma": {}, "stop": False,
+                 "reverts": 0}
         accepted = None
     else:
         state, hist, _ = resumed
         history = PruneHistory.from_dict(hist)
         history.resumed.append(len(history.steps))
-        accepted = tuner._resumed_snapshot
+        accepted = tuner.resumed_snapshot
 
     def rescale() -> bool:
         if not rescale_dropout or not dropout_base:
@@ -176,20 +218,23 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
         return changed
 
     def next_group():
-        state.update(group=state["group"] + 1, started=False, q=None, q_ok=None, step=step)
+        state.update(group=state["group"] + 1, started=False, q=None, q_ok=None, step=step, reverts=0)
 
+    defaults = {"q0": q0, "step": step, "max_q": max_q, "min_step": min_step, "max_reverts": max_reverts,
+                "epochs": None, "recovery_epochs": None}
     try:
         while not state["stop"] and state["group"] < len(names_all):
             gname = names_all[state["group"]]
             names = groups[gname]
+            g = {**defaults, **group_settings.get(gname, {})}
             if not state["started"]:
                 tuner.train_only(names)
                 sigma = {n: float(np.std(tuner.masks.kernel(n))) for n in names}
                 history.sigma.update(sigma)
-                state.update(started=True, sigma=sigma, q=float(q if (one_shot and q is not None) else q0),
-                             q_ok=None, step=step)
+                state.update(started=True, sigma=sigma, q=float(q if (one_shot and q is not None) else g["q0"]),
+                             q_ok=None, step=g["step"], reverts=0)
                 accepted = tuner.snapshot()
-            if state["q"] > max_q + 1e-9:
+            if state["q"] > g["max_q"] + 1e-9:
                 next_group()
                 continue
             if not tuner.budget_left():
@@ -205,7 +250,7 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
             if one_shot:
                 value, used, ok = tuner.evaluate(), 0, True
             else:
-                value, used, ok = tuner.fine_tune()
+                value, used, ok = tuner.fine_tune(epochs=g["epochs"], recovery_epochs=g["recovery_epochs"])
             st = PruneStep(group=gname, q=qv, thresholds=thresholds,
                            sparsity={n: tuner.masks.sparsity(n) for n in names},
                            total_sparsity=tuner.total_sparsity(), val_metric=value, drop=tuner.baseline - value,
@@ -218,9 +263,11 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
                 next_group()
             elif not ok:
                 tuner.restore(accepted)
+                state["reverts"] = state.get("reverts", 0) + 1
                 base = state["q_ok"] if state["q_ok"] is not None else 0.0
                 half = (qv - base) / 2
-                if min_step is None or half < min_step - 1e-12:
+                if g["min_step"] is None or half < g["min_step"] - 1e-12 or \
+                        (g["max_reverts"] is not None and state["reverts"] >= g["max_reverts"]):
                     next_group()
                 else:
                     state.update(step=half, q=base + half)      # back off: half the way to the q that failed

@@ -205,7 +205,7 @@ def quantize(model, data=None, *, bits=5, layers="auto", init: str = "linear", m
     if resumed is not None:
         state, hist, _ = resumed
         history = QuantizeHistory.from_dict(hist)
-        accepted = tuner._resumed_snapshot
+        accepted = tuner.resumed_snapshot
         for n, b in state["done"].items():                   # rebuild the sharing of accepted layers
             _install(tuner, n, b, init)
         tuner.compile()

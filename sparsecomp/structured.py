@@ -277,7 +277,7 @@ def prune_structured(model, data, *, validation_data=None, criterion: str = "l1"
         state, hist, _ = resumed
         history = StructuredHistory.from_dict(hist)
         history.resumed.append(len(history.rounds))
-        accepted = tuner._resumed_snapshot
+        accepted = tuner.resumed_snapshot
     needs_inputs = not magnitude and CRITERIA.get(criterion).needs_inputs
     apoz_inputs = _sample_inputs(tuner.data.train, apoz_samples) if needs_inputs else None
     try:

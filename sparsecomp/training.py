@@ -560,16 +560,19 @@ class FineTuner:
         se = math.sqrt(max(float(np.mean(d * d)) - float(np.mean(d)) ** 2, 0.0) / n)
         return drop + self.tuning.z * se <= self.tuning.max_drop + METRIC_TOL
 
-    def fine_tune(self, callbacks=None):
-        """``epochs`` epochs, then up to ``recovery_epochs`` more while the gate is not met.
+    def fine_tune(self, callbacks=None, *, epochs: int | None = None, recovery_epochs: int | None = None):
+        """``epochs`` epochs, then up to ``recovery_epochs`` more while the gate is not met (both
+        default to the settings').
 
         Returns ``(value, epochs_used, ok)``.
         """
         t = self.tuning
-        self.fit(t.epochs, callbacks=callbacks)
-        used = t.epochs
+        epochs = t.epochs if epochs is None else epochs
+        recovery = t.recovery_epochs if recovery_epochs is None else recovery_epochs
+        self.fit(epochs, callbacks=callbacks)
+        used = epochs
         value = self.evaluate()
-        while not self.passes(value) and used < t.epochs + t.recovery_epochs:
+        while not self.passes(value) and used < epochs + recovery:
             self.fit(1, callbacks=callbacks, first=used)
             used += 1
             value = self.evaluate()
@@ -701,7 +704,7 @@ class FineTuner:
         self.spent, self.epochs_seen, self.counter = meta["spent"], meta["epochs_seen"], meta["counter"]
         extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
         self._last = (snap, meta["state"], None, extra)
-        self._resumed_snapshot = snap
+        self.resumed_snapshot = snap
         return meta["state"], meta["history"], extra
 
     def interrupted(self, history) -> PruningInterrupted:

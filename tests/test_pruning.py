@@ -161,21 +161,50 @@ def test_compress_end_to_end(trained, mnist_small, tmp_path):
     assert "histograms.png" in html and "Per layer" in html
 
 
-def test_backoff_retries_half_steps(trained, mnist_small):
+def _gate_by_sparsity(monkeypatch, limit):
+    """Make the gate a deterministic function of the masks: a step passes while the pruned layers'
+    sparsity stays below ``limit`` (the schedule's logic, not the network's luck, is under test)."""
+    from sparsecomp.training import FineTuner
+    monkeypatch.setattr(FineTuner, "passes", lambda self, value: self.total_sparsity() < limit)
+
+
+def test_backoff_retries_half_steps(trained, mnist_small, monkeypatch):
     (x, y), _ = mnist_small
+    _gate_by_sparsity(monkeypatch, 0.6)
     _, hist = sparsecomp.prune(trained, (x, y), groups=[["fc1"]], q0=1.0, step=2.0, max_q=12.0, epochs=1,
-                               recovery_epochs=0, max_drop=0.0, min_step=0.5)
-    qs = [s.q for s in hist.steps]
-    fails = [i for i, s in enumerate(hist.steps) if not s.accepted]
-    assert fails, qs
-    # after a reverted step the next q lies half-way between the last accepted q and the failed one
-    i = fails[0]
-    if i + 1 < len(hist.steps):
-        prev_ok = max([s.q for s in hist.steps[:i] if s.accepted], default=0.0)
-        assert hist.steps[i + 1].q == pytest.approx(prev_ok + (hist.steps[i].q - prev_ok) / 2)
-    # it ends when the next half step would be below min_step
-    last_ok = max([s.q for s in hist.steps if s.accepted], default=0.0)
-    assert (hist.steps[-1].q - last_ok) / 2 < 0.5 or hist.steps[-1].q >= 12.0 - 1e-9
+                               recovery_epochs=0, max_drop=0.0, min_step=0.3)
+    steps = hist.steps
+    assert any(not s.accepted for s in steps) and any(s.accepted for s in steps)
+    q_ok, step = 0.0, 2.0
+    for i, s in enumerate(steps):                  # replay the rule and compare every q
+        if i:
+            assert s.q == pytest.approx(expected)  # noqa: F821 - set by the previous iteration
+        if s.accepted:
+            q_ok = s.q
+            expected = s.q + step
+        else:
+            step = (s.q - q_ok) / 2
+            expected = q_ok + step
+    assert not steps[-1].accepted and (steps[-1].q - q_ok) / 2 < 0.3      # ended: the next half step is too small
+    assert sum(not s.accepted for s in steps) >= 2                            # it did back off, more than once
+
+
+def test_max_reverts_and_group_settings(trained, mnist_small, monkeypatch):
+    (x, y), _ = mnist_small
+    _gate_by_sparsity(monkeypatch, 0.6)
+    _, hist = sparsecomp.prune(trained, (x, y), groups=[["fc1"]], q0=1.0, step=2.0, max_q=12.0, epochs=1,
+                               recovery_epochs=0, min_step=0.01, max_reverts=1)
+    assert [s.accepted for s in hist.steps][-1] is False
+    assert sum(not s.accepted for s in hist.steps) == 1                      # the first revert ended the group
+    monkeypatch.undo()
+    _, hist = sparsecomp.prune(trained, (x, y), groups=[["fc1"], ["fc2", "fc3"]], q0=0.5, step=0.5, max_q=0.5,
+                               epochs=1, recovery_epochs=0, max_drop=1.0,
+                               group_settings={"group1": {"epochs": 2, "q0": 1.0, "max_q": 1.5}})
+    assert [(s.group, s.q, s.epochs) for s in hist.steps] == [("group1", 1.0, 2), ("group1", 1.5, 2),
+                                                              ("group2", 0.5, 1)]
+    for bad in ({"nope": {"epochs": 1}}, {"group1": {"colour": 1}}, {"group1": {"epochs": 0}}, ["group1"]):
+        with pytest.raises(BadArgumentError, match="group_settings"):
+            sparsecomp.prune(trained, (x, y), groups=[["fc1"]], group_settings=bad)
 
 
 def test_target_sparsity_stops_the_schedule(trained, mnist_small):
