@@ -25,6 +25,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import shlex
 import signal
 import subprocess
@@ -49,11 +50,14 @@ class ProtocolError(RuntimeError):
     """A run that would break the protocol (dirty tree, test data in an exploratory run...)."""
 
 
+_DEFINES_RUN = re.compile(r"^(def run\(|run\b[\w, ]*=)", re.M)
+
+
 def benchmarks() -> dict:
     """``{name: module}`` of every benchmark (modules of this package that define ``run``)."""
     out = {}
     for p in sorted(HERE.glob("*.py")):
-        if p.stem.startswith("_") or p.stem in ("runner", "render") or "\ndef run(" not in p.read_text():
+        if p.stem.startswith("_") or p.stem in ("runner", "render") or not _DEFINES_RUN.search(p.read_text()):
             continue
         mod = importlib.import_module(f"benchmarks.{p.stem}")
         if hasattr(mod, "run"):
