@@ -161,6 +161,46 @@ def test_compress_end_to_end(trained, mnist_small, tmp_path):
     assert "histograms.png" in html and "Per layer" in html
 
 
+def test_test_data_decides_nothing(trained, mnist_small, tmp_path):
+    """The protocol: test data is read after the final model exists and only reported. Replace it
+    with noise and every decision, every validation figure and every byte of the file are the same;
+    only the reported test accuracy changes."""
+    (x, y), (xt, yt) = mnist_small
+    rng = np.random.default_rng(1)
+    noise = (rng.random(xt.shape).astype("float32"), rng.integers(0, 10, len(yt)).astype("int64"))
+    kw = dict(q0=1.0, step=1.0, max_q=4.0, max_drop=0.01, quantize=4)
+    real = sparsecomp.compress(trained, (x, y), tmp_path / "a.sparse.h5", test_data=(xt, yt), **kw)
+    fake = sparsecomp.compress(trained, (x, y), tmp_path / "b.sparse.h5", test_data=noise, **kw)
+    def decisions(res):
+        steps = [(s.group, s.q, s.accepted, s.val_metric, s.sparsity) for s in res.history.steps]
+        trials = [{k: v for k, v in t.__dict__.items() if k != "seconds"} for t in res.quantize_history.trials]
+        return steps, trials, res.quantize_history.layers, res.quantize_history.final_metric
+
+    decided = decisions(real)
+    assert any(s[2] for s in decided[0]) and not all(s[2] for s in decided[0]), decided   # accepts and reverts
+    assert decided[1], "no quantization trial"
+    assert decisions(fake) == decided
+    assert (tmp_path / "a.sparse.h5").read_bytes() == (tmp_path / "b.sparse.h5").read_bytes()
+    assert real.summary["compressed test accuracy"] > 0.8 > 0.2 > fake.summary["compressed test accuracy"]
+    assert real.summary["dense test accuracy"] > 0.8 > 0.2 > fake.summary["dense test accuracy"]
+
+
+def test_counts_in_the_summary_are_the_files(trained, mnist_small, tmp_path):
+    """The non-zero count and the parameter reduction are what the stored file holds."""
+    (x, y), _ = mnist_small
+    res = sparsecomp.compress(trained, (x, y), tmp_path / "m.sparse.h5", q0=1.0, step=1.0, max_q=3.0, max_drop=0.05)
+    stored = sparsecomp.load(tmp_path / "m.sparse.h5")
+    nz = sum(int(np.count_nonzero(w)) for w in stored.get_weights())
+    assert res.summary["non-zero parameters after"] == nz
+    dense = 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10           # LeNet-300-100, counted by hand
+    assert res.summary["dense parameters"] == dense
+    assert res.summary["parameter reduction (dense / non-zero)"] == round(dense / nz, 2)
+    assert res.summary["parameters after dead-unit removal"] == stored.count_params() <= dense
+    assert res.summary["bytes per non-zero (all in)"] == round((tmp_path / "m.sparse.h5").stat().st_size / nz, 3)
+    total = res.layers[-1] if res.layers[-1]["layer"] == "total" else None
+    assert total is not None and total["non-zero after removal"] == nz
+
+
 def _gate_by_sparsity(monkeypatch, limit):
     """Make the gate a deterministic function of the masks: a step passes while the pruned layers'
     sparsity stays below ``limit`` (the schedule's logic, not the network's luck, is under test)."""
