@@ -87,3 +87,37 @@ def _scalars(e: dict, depth: int = 0) -> str:
         elif isinstance(v, (int, float, str, bool)) and not isinstance(v, str) or (isinstance(v, str) and len(v) < 40):
             parts.append(f"{k} {v}")
     return "; ".join(parts)[:900]
+
+
+def glance(name: str, entries: list) -> list:
+    """README rows for the peers' legacy records (one seed each; figures as recorded)."""
+    ref = f"`results/{name}.json`, legacy, one seed"
+    if name == "correlation_lenet5":
+        runs = [e for e in entries if "correlation" in e]
+        if not runs:
+            return []
+        c, s = runs[-1]["correlation"], runs[-1]["std"]
+        return [("correlation pruning, LeNet-5", f"{c['pruned_percent']}% of weights pruned, test drop "
+                 f"{c['drop_points']} points (paper: 94%); std-threshold at the same epoch budget: "
+                 f"{s['pruned_percent']}%, drop {s['drop_points']} ({ref})")]
+    if name == "structured":
+        runs = [e for e in entries if e.get("criteria_rows")]
+        if not runs:
+            return []
+        e = runs[-1]
+        row = next((r for r in e["criteria_rows"] if r["model"] == "lenet5" and r["criterion"] == "l1"
+                    and r["fraction"] == 0.5), None)
+        inf = e.get("inference", {}).get("lenet5", {}).get("batch_256", {})
+        if row is None:
+            return []
+        return [("structured, LeNet-5", f"L1, half the filters/units of every layer, {e['epochs']} retraining "
+                 f"epoch: {row['param_reduction']}× fewer parameters, test drop {row['drop_points']} points, "
+                 f"batch-256 inference {inf.get('pruned_over_dense', '?')}× the dense time ({ref})")]
+    if name == "vgg19_finetune":
+        runs = [e for e in entries if "mask_epoch_ratio" in e]
+        if not runs:
+            return []
+        parts = [f"{e['mask_epoch_ratio']:.2f}× ({e.get('strategy') or 'one device'})" for e in runs]
+        return [("VGG19 fine-tuning", f"a {runs[-1]['params'] / 1e6:.0f}M-parameter VGG19 epoch with masks held "
+                 f"costs {', '.join(parts)} the epoch without ({ref})")]
+    return []

@@ -103,3 +103,49 @@ def run(ctx):
                           [st[:3] for st in r["steps"]] == [st[:3] for st in by["single"][0]["steps"]] for r in by[m]),
                       "final_val": [r["final_metric"] for r in by[m]]}
     return {"baseline": base_info, "runs": runs, "summary": summary, "cores": os.cpu_count()}
+
+
+def _latest(entries):
+    ok = [e for e in entries if e.get("benchmark") and e.get("status") == "ok"]
+    return ok[-1] if ok else None
+
+
+def headline(e):
+    s = e["results"]["summary"]
+    return "; ".join(f"{m} ×{s[m]['prune_ratio_to_single']['median']:.2f}" for m in MODES if m != "single") + \
+        " the single process's pruning time"
+
+
+def report(entries):
+    from benchmarks.render import run_ref
+    e = _latest(entries)
+    if e is None:
+        return "No run yet."
+    r = e["results"]
+    s = r["summary"]
+    names = {"single": "one process", "mirrored": "MirroredStrategy, 2 logical CPUs", "workers": "2 local workers"}
+    lines = [f"{run_ref('distributed', entries, e)}, {e['started'][:16]}, {r['cores']} CPU cores, "
+             f"{e['settings']['repeats']} repeats in fresh processes, order rotated. On 2 cores this is the "
+             "**overhead** of the strategies, not a speed-up (both replicas or workers share the same two cores).", "",
+             "| configuration | pruning s (median) | ratio to one process (median, range) | whole command ratio | "
+             "decisions as one process | final validation accuracy |", "| --- | --- | --- | --- | --- | --- |"]
+    for m in MODES:
+        x = s[m]
+        p, c = x["prune_ratio_to_single"], x["command_ratio_to_single"]
+        lines.append(f"| {names[m]} | {x['prune_seconds_median']:.1f} | {p['median']:.2f} ({p['min']:.2f}–{p['max']:.2f}) "
+                     f"| {c['median']:.2f} | {x['decisions_equal_single']} | "
+                     f"{', '.join(f'{v:.4f}' for v in x['final_val'])} |")
+    return "\n".join(lines)
+
+
+def glance(entries):
+    from benchmarks.render import run_ref
+    e = _latest(entries)
+    if e is None:
+        return []
+    s = e["results"]["summary"]
+    same = all(s[m]["decisions_equal_single"] for m in MODES)
+    return [("multi-worker (2 local workers, 2 cores)",
+             f"same decisions as one process: {same}; pruning time ×{s['workers']['prune_ratio_to_single']['median']:.2f} "
+             f"(workers), ×{s['mirrored']['prune_ratio_to_single']['median']:.2f} (MirroredStrategy) — overhead on "
+             f"2 cores, not speed-up ({run_ref('distributed', entries, e)})")]

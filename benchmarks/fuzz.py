@@ -45,3 +45,29 @@ def run(ctx):
     if r.returncode != 0:
         raise RuntimeError(f"the fuzzer stopped with exit code {r.returncode}: {tail[-500:]}")
     return out
+
+
+def headline(e):
+    r = e["results"]
+    return (f"{r['mode']}: {r['inputs']:,} inputs, {r['accepted']:,} accepted, {r['refused']:,} refused; crashes "
+            f"{r['crashes']}, hangs {r['hangs']}, out of memory {r['out_of_memory']}, leaked "
+            f"{len(r['leaked_exception_types'])}, silent corruptions {r['silent_corruptions']}")
+
+
+def report(entries):
+    from benchmarks.render import run_ref
+    latest = {}
+    for e in entries:
+        if e.get("benchmark") and e.get("status") == "ok":
+            latest[e["results"]["mode"]] = e
+    if not latest:
+        return "No run yet."
+    lines = ["The latest run of each mode (every run is listed below):", "",
+             "| mode | inputs | accepted | refused | crashes | hangs | OOM | leaked exception types | silent corruptions "
+             "| seconds | record |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for mode, e in sorted(latest.items()):
+        r = e["results"]
+        lines.append(f"| `{mode}` | {r['inputs']:,} | {r['accepted']:,} | {r['refused']:,} | {r['crashes']} | "
+                     f"{r['hangs']} | {r['out_of_memory']} | {len(r['leaked_exception_types'])} | "
+                     f"{r['silent_corruptions']} | {r['seconds']:.0f} | {run_ref('fuzz', entries, e)} |")
+    return "\n".join(lines)
