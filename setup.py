@@ -10,7 +10,7 @@ for line in (Path(__file__).parent / "sparsecomp" / "version.py").read_text().sp
 setup(
     name="sparsecomp",
     version=version["__version__"],
-    description="Make trained Keras models smaller on disk: pruning, dead-unit removal, CSR checkpoints.",
+    description="Make trained Keras models smaller on disk: pruning, dead-unit removal, weight sharing, compact sparse checkpoints.",
     long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
@@ -26,7 +26,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "atheris>=2.3; platform_system == 'Linux'"],
-        "bench": ["psutil>=5"],
+        # zstandard: only benchmarks/codecs.py, to measure it against the deflate the format uses
+        "bench": ["zstandard>=0.22"],
         # Keras 2 for current TensorFlow: only to *write* genuine Keras 2 fixtures/benchmark inputs.
         "keras2": ["tf-keras"],
     },

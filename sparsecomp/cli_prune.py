@@ -82,13 +82,15 @@ def _groups(spec):
 
 
 class _StepPrinter:
-    """One line per pruning step (or structured round): elapsed time, sparsity, decision, and an
-    estimate of what is left.
+    """One line per pruning step (structured round, weight-sharing trial): elapsed time, sparsity,
+    decision, and an estimate of what is left.
 
-    Steps are uneven (recovery epochs, reverts), so the estimate is an upper bound: the steps the
-    schedule can still take at most (std: the ``q`` values left up to ``max_q`` in this group and
-    the later groups; correlation: the layers left in this cycle and the cycles after; structured:
-    the rounds left) times the mean duration of a step so far. It shrinks as the run gets there.
+    Steps are uneven (recovery epochs, reverts), so the estimate is a rough guide, not a bound: the
+    number of steps the schedule has left at its nominal step size (std: the ``q`` values left up to
+    ``max_q`` in this group and the later groups; correlation: the layers left in this cycle and the
+    cycles after; structured: the rounds left) times the mean duration of a step so far. Half-step
+    retries (``--min-step``), per-group settings and a stop at ``--target-sparsity`` are not foreseen;
+    weight-sharing trials show no estimate.
     """
 
     def __init__(self, args=None, n_groups=None, stream=None):
@@ -117,10 +119,16 @@ class _StepPrinter:
         return here + later * per_group
 
     def __call__(self, s):
-        self.n += 1
         elapsed = time.time() - self.t0
+        if hasattr(s, "bits"):                     # a weight-sharing trial (compress --bits)
+            self.stream.write(f"[{elapsed:7.1f}s] share  {s.layer:<6} {s.bits} bits ({s.k} values)  "
+                              f"val {s.val_metric:.4f} (drop {s.drop:+.4f}, {s.epochs} ep)  "
+                              f"{'accepted' if s.accepted else 'REVERTED'}\n")
+            self.stream.flush()
+            return
+        self.n += 1
         left = self._left(s)
-        eta = f"  ETA <= {left * elapsed / self.n / 60:.1f} min" if left is not None else ""
+        eta = f"  ETA ~{left * elapsed / self.n / 60:.1f} min" if left is not None else ""
         mark = "accepted" if s.accepted else "REVERTED"
         if hasattr(s, "round"):
             what = f"sparsity {s.sparsity:.2%}" if s.criterion == "magnitude" else f"-{s.channels_removed} channels"

@@ -332,7 +332,7 @@ def _labels(y: np.ndarray, model, what: str) -> np.ndarray:
         raise DataError(f"{what}: labels must be class indices (integers); got {y.dtype}", rule="data.labels")
     y = y.astype("int64")
     hi = 1 if out == 1 else out
-    if len(y) and (y.min() < 0 or (hi is not None and y.max() > hi)):
+    if len(y) and (y.min() < 0 or (hi is not None and y.max() > (hi if out == 1 else hi - 1))):
         raise DataError(f"{what}: labels run from {y.min()} to {y.max()}; the model's {out} outputs take "
                         f"0..{hi if out == 1 else hi - 1}", rule="data.labels")
     return y

@@ -7,6 +7,7 @@ import sys
 import pytest
 from conftest import ROOT, prune_by_magnitude
 
+import sparsecomp
 from sparsecomp.cli import main
 
 
@@ -79,6 +80,18 @@ def test_prune_and_compress_commands(trained_dense, capsys, tmp_path):
 def test_prune_bad_arguments_exit_cleanly(tmp_path, capsys):
     assert main(["prune", str(tmp_path / "missing.keras"), "-o", str(tmp_path / "o.keras")]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_compress_with_bits_and_data_prints_each_trial(trained_dense, tmp_path, capsys):
+    out = tmp_path / "q.sparse.h5"
+    assert main(["compress", str(trained_dense), "--data", "mnist", "--limit", "3000", "-o", str(out),
+                 "--one-shot", "--q", "1.0", "--bits", "4", "--epochs", "1", "--max-drop", "0.05", "--progress",
+                 "--json", str(tmp_path / "q.json")]) == 0
+    err = capsys.readouterr().err
+    shared = [ln for ln in err.splitlines() if " share " in ln]
+    layers = json.loads((tmp_path / "q.json").read_text())["summary"]["bits per layer"]
+    assert len(shared) >= len(layers) >= 3 and all("4 bits" in ln for ln in shared), err
+    assert "shared" in sparsecomp.inspect(out, baseline=False).codecs()
 
 
 def test_compress_with_correlation_method(trained_dense, tmp_path, capsys):

@@ -49,7 +49,7 @@ import sparsecomp  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
 from sparsecomp.cli import main  # noqa: E402
-from sparsecomp.data import load_data, parse_idx, prepare  # noqa: E402
+from sparsecomp.data import Dataset, load_data, parse_idx, prepare  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures" / "keras2"
 
@@ -115,6 +115,12 @@ def test_shapes_and_labels_are_checked_against_the_model(sources):
     with pytest.raises(DataError) as e:
         prepare(load_data(str(d / "digits.npz")), m)
     assert e.value.rule == "data.labels" and "4 outputs" in str(e.value)
+    # the boundary: labels 0..9 fit 10 outputs, a label 10 does not
+    m10 = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    x10, y10 = np.zeros((4, 28, 28), "float32"), np.array([0, 9, 3, 10])
+    with pytest.raises(DataError) as e:
+        prepare(Dataset(x10, y10), m10)
+    assert e.value.rule == "data.labels" and "0..9" in str(e.value)
 
 
 @pytest.mark.parametrize("kind", ["idx", "digits.npz", "images", "mod:digits"])
