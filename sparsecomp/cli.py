@@ -235,7 +235,9 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt as exc:
         saved = getattr(exc, "saved", None)
-        if saved is not None:
+        if not getattr(args, "interruptible", False):
+            print("interrupted", file=sys.stderr)
+        elif saved is not None:
             print(f"interrupted after {exc.steps} decided steps: the last decided state is saved in {saved}; "
                   f"continue with the same command plus --checkpoint-dir {saved} --resume", file=sys.stderr)
         else:

@@ -204,6 +204,13 @@ def _run_kwargs(args) -> dict:
         raise BadArgumentError("--resume needs --checkpoint-dir (the folder a run, or an interruption, wrote)",
                                rule="argument.resume")
     interrupt = None if args.checkpoint_dir else str(Path(args.output)) + ".interrupted"
+    # the overwrite policy holds for the state folders too: a new run does not replace the state of
+    # an earlier one (a folder only resumed from is read, and may hold anything)
+    force = getattr(args, "force", False)
+    if args.checkpoint_dir and not args.resume:
+        check_outputs([("the checkpoint folder", args.checkpoint_dir, True)], force=force)
+    if interrupt:
+        check_outputs([("the folder an interruption saves to", interrupt, True)], force=force)
     return {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume, "interrupt_dir": interrupt}
 
 

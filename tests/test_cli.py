@@ -94,6 +94,22 @@ def test_compress_with_bits_and_data_prints_each_trial(trained_dense, tmp_path, 
     assert "shared" in sparsecomp.inspect(out, baseline=False).codecs()
 
 
+def test_state_folders_follow_the_overwrite_policy(trained_dense, tmp_path, capsys):
+    """A new run does not replace an earlier run's checkpoint, nor an interruption's saved state."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "checkpoint.json").write_text("{}")
+    out = tmp_path / "c.sparse.h5"
+    base = ["compress", str(trained_dense), "--data", "mnist", "--limit", "2000", "-o", str(out), "--one-shot",
+            "--q", "1.0"]
+    assert main(base + ["--checkpoint-dir", str(ckpt)]) == 1
+    assert "the checkpoint folder" in capsys.readouterr().err and (ckpt / "checkpoint.json").read_text() == "{}"
+    (tmp_path / "c.sparse.h5.interrupted").mkdir()
+    (tmp_path / "c.sparse.h5.interrupted" / "checkpoint.json").write_text("{}")
+    assert main(base) == 1
+    assert "interruption" in capsys.readouterr().err and not out.exists()
+
+
 def test_compress_with_correlation_method(trained_dense, tmp_path, capsys):
     assert main(["compress", str(trained_dense), "--data", "mnist", "-o", str(tmp_path / "c.sparse.h5"),
                  "--method", "correlation", "--layers", "fc3", "--max-cycles", "1", "--max-drop", "1.0",
