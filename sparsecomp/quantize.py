@@ -9,9 +9,11 @@ step of its members. Deep Compression sums the members' gradients instead; with 
 scales each weight's step by its own history, the average of the members' steps is the
 well-scaled analogue. Pruned positions stay exactly zero throughout.
 
-Layers are taken largest first; ``bits="search"`` tries ``min_bits``, ``min_bits + 1``, ... for
-each until the fine-tuned network passes the gate (:mod:`sparsecomp.training`), and keeps the
-smallest; a fixed ``bits`` (or ``{layer: bits}``) is accepted or reverted as a whole layer. The
+Layers are taken largest first; ``bits="search"`` tries ``max_bits`` first (a layer that fails
+even there stays float, after one trial), then bisects ``min_bits..max_bits - 1`` for the fewest
+bits whose fine-tuned network passes the gate (:mod:`sparsecomp.training`) — at most
+``1 + ceil(log2(max_bits - min_bits + 1))`` trials a layer, assuming more bits never hurt; every
+trial starts from the layer unshared, and the best accepted one is kept. A fixed ``bits`` (or ``{layer: bits}``) is accepted or reverted as a whole layer. The
 returned model's quantized kernels hold exactly ``k`` distinct non-zero values each, which the
 storage's ``shared`` codec stores as a codebook, codes and positions — and ``load`` gives back
 bit for bit. Without data (``data=None``) the codebooks are fitted and not fine-tuned, and no
@@ -164,7 +166,8 @@ def quantize(model, data=None, *, bits=5, layers="auto", init: str = "linear", m
             fitted without fine-tuning (post-training; the history says accuracy not measured).
         bits: bits per shared value (``2**bits`` values per layer), a ``{layer: bits}`` dict, a
             ``{"conv": bits, "fc": bits}`` dict (by layer type, as Deep Compression's 8/5 bits), or
-            ``"search"``: per layer, the smallest of ``min_bits..max_bits`` that passes the gate.
+            ``"search"``: per layer, the fewest of ``min_bits..max_bits`` that pass the gate
+            (``max_bits`` first, then bisection).
         layers: ``"auto"`` (every prunable layer, largest first) or names.
         init: ``"linear"`` (Deep Compression's choice) or ``"density"`` k-means initialisation.
         reference: the validation metric the gate compares with (``compress`` passes the dense
@@ -214,28 +217,46 @@ def quantize(model, data=None, *, bits=5, layers="auto", init: str = "linear", m
     try:
         while state["index"] < len(names) and tuner.budget_left():
             name = names[state["index"]]
-            candidates = range(min_bits, max_bits + 1) if plan == "search" else [plan.get(name)]
-            for b in candidates:
-                if b is None:
-                    break
+            before = accepted
+            best = None                                      # (bits, info, snapshot) of the best accepted trial
+
+            def trial(b, name=name):
                 t = time.time()
                 info = _install(tuner, name, b, init)
                 tuner.compile()
                 value, used, ok = tuner.fine_tune()
-                trial = QuantizeTrial(layer=name, bits=b, k=info["k"], val_metric=value, drop=tuner.baseline - value,
-                                      accepted=ok, epochs=used, seconds=time.time() - t)
-                history.trials.append(trial)
+                tr = QuantizeTrial(layer=name, bits=b, k=info["k"], val_metric=value, drop=tuner.baseline - value,
+                                   accepted=ok, epochs=used, seconds=time.time() - t)
+                history.trials.append(tr)
                 if progress is not None:
-                    progress(trial)
-                if ok:
-                    accepted = tuner.snapshot()
-                    shared[name] = info
-                    state["done"][name] = b
-                    break
-                tuner.restore(accepted)
+                    progress(tr)
+                snap = tuner.snapshot() if ok else None
+                tuner.restore(before)                        # every trial starts from the layer unshared
                 _release(tuner, name)
                 tuner.compile()
-                tuner.restore(accepted)
+                tuner.restore(before)
+                return (b, info, snap) if ok else None
+
+            if plan == "search":
+                best = trial(max_bits)                       # a layer that fails even here stays float
+                lo, hi = min_bits, max_bits - 1
+                while best is not None and lo <= hi:         # then bisect for the fewest bits that pass
+                    mid = (lo + hi) // 2
+                    got = trial(mid)
+                    if got is not None:
+                        best, hi = got, mid - 1
+                    else:
+                        lo = mid + 1
+            elif plan.get(name) is not None:
+                best = trial(plan[name])
+            if best is not None:
+                b, info, snap = best
+                _install(tuner, name, b, init)
+                tuner.compile()
+                tuner.restore(snap)
+                accepted = snap
+                shared[name] = info
+                state["done"][name] = b
             state["index"] += 1
             tuner.decided(accepted, state, history)
     except KeyboardInterrupt:

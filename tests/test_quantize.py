@@ -79,16 +79,44 @@ def test_quantize_shares_each_layer_and_holds_the_zeros(pruned_model, tmp_path):
     assert json.loads(h.to_json())["layers"]["fc1"]["k"] == h.layers["fc1"]["k"]
 
 
-def test_search_takes_the_fewest_bits_that_pass(pruned_model):
+def _gate_by_bits(monkeypatch, need):
+    """Make the gate a deterministic function of the bits being tried: a trial passes when it
+    shares with at least ``need`` bits (the fine-tuning still runs; only its verdict is fixed)."""
+    import importlib
+    qmod = importlib.import_module("sparsecomp.quantize")
+    tried = []
+    real_install, real_fine_tune = qmod._install, qmod.FineTuner.fine_tune
+
+    def install(tuner, name, bits, init):
+        tried.append(bits)
+        return real_install(tuner, name, bits, init)
+
+    def fine_tune(self, *a, **k):
+        value, used, _ok = real_fine_tune(self, *a, **k)
+        return value, used, tried[-1] >= need
+
+    monkeypatch.setattr(qmod, "_install", install)
+    monkeypatch.setattr(qmod.FineTuner, "fine_tune", fine_tune)
+    return tried
+
+
+def test_search_tries_the_widest_then_bisects_for_the_fewest_bits(pruned_model, monkeypatch):
     m, (x, y) = pruned_model
-    _, h = quantize(m, (x, y), bits="search", layers=["fc3"], min_bits=1, max_bits=4, epochs=1, recovery_epochs=0,
-                    max_drop=0.0)
-    tried = [t.bits for t in h.trials]
-    assert tried == list(range(1, len(tried) + 1))                                      # ascending from min_bits
-    accepted = [t for t in h.trials if t.accepted]
-    assert len(accepted) <= 1 and all(not t.accepted for t in h.trials[:-1])
-    if accepted:
-        assert h.layers["fc3"]["bits"] == accepted[0].bits
+    tried = _gate_by_bits(monkeypatch, 3)
+    q, h = quantize(m, (x, y), bits="search", layers=["fc3"], min_bits=1, max_bits=6, epochs=1, recovery_epochs=0)
+    assert [t.bits for t in h.trials] == [6, 3, 1, 2]           # widest, then bisection of 1..5
+    assert [t.accepted for t in h.trials] == [True, True, False, False]
+    assert h.layers["fc3"]["bits"] == 3 and tried[-1] == 3      # the best trial's sharing is the one kept
+    w, w0 = q.get_layer("fc3").kernel.numpy(), m.get_layer("fc3").kernel.numpy()
+    assert 1 < len(np.unique(w[w != 0])) <= 8 and np.array_equal(w == 0, w0 == 0)
+
+
+def test_search_leaves_a_layer_float_when_the_widest_fails(pruned_model, monkeypatch):
+    m, (x, y) = pruned_model
+    _gate_by_bits(monkeypatch, 9)
+    q, h = quantize(m, (x, y), bits="search", layers=["fc3"], min_bits=2, max_bits=6, epochs=1, recovery_epochs=0)
+    assert [t.bits for t in h.trials] == [6] and h.layers == {}                  # one trial, then given up
+    assert q.get_layer("fc3").kernel.numpy().tobytes() == m.get_layer("fc3").kernel.numpy().tobytes()
 
 
 def test_post_training_without_data_and_by_layer_type(pruned_model):
