@@ -178,6 +178,7 @@ def run_pruning(ctx, model_name: str) -> dict:
             row["dev_drop_points"] = row["quantized_dev_drop_points" if quantized is not None
                                          else "pruned_dev_drop_points"]
         seeds.append(row)
+        ctx.partial.append(row)
         ctx.log(f"seed {seed}: {row['reduction']}x fewer non-zeros, lossless file {row['file_ratio']}x "
                 f"({row['bytes_per_nonzero']} B/nnz), final file {row['final_ratio']}x "
                 f"({row['final_bytes_per_nonzero']} B/nnz), {row['seconds']} s"
@@ -322,7 +323,8 @@ def glance(entries: list, model_name: str) -> list:
     e = _latest_reporting(entries)
     name = f"prune_{model_name}"
     if e is None:
-        return [(f"{LABELS[model_name]}, MNIST", "no reporting run yet")]
+        return [(f"{LABELS[model_name]}, MNIST", f"no reporting run yet (exploratory and failed runs: "
+                 f"`results/prune_{model_name}.json`, see RESULTS.md)")]
     r = e["results"]
     s = r["summary"]
     quant = any("quantize_seconds" in sd for sd in r["seeds"])

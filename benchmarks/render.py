@@ -72,6 +72,9 @@ def _every_run(name: str, entries: list, mod) -> str:
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             res = f"(not rendered: {type(exc).__name__})"
         label = (e.get("label") or e.get("command") or "").replace("|", "\\|")
+        log = RESULTS / "logs" / f"{name}-run{i}.log"
+        if log.exists():
+            label += f" (its log: `results/logs/{log.name}`)"
         lines.append(f"| {i} | {(e.get('started') or '')[:16]} | {_kind(e)} | `{commit}` | {e.get('status')} | "
                      f"{label}{over} | {str(res).replace('|', '/')} |")
     return "\n".join(lines + ["", "</details>"])

@@ -152,6 +152,8 @@ class Context:
         self.args = args
         self.t0 = time.time()
         self.test_reads = 0
+        #: what a script has measured so far (e.g. each finished seed): kept when the run fails or is stopped
+        self.partial: list = []
 
     def log(self, msg: str) -> None:
         sys.stderr.write(f"[{time.time() - self.t0:7.1f}s] {msg}\n")
@@ -245,6 +247,8 @@ def main(argv=None) -> int:
         entry["error"] = f"{type(exc).__name__}: {exc}"
         entry["traceback"] = traceback.format_exc()[-4000:]
     entry["results"] = results
+    if results is None and ctx.partial:
+        entry["partial"] = ctx.partial
     entry["test_reads"] = ctx.test_reads
     entry["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     entry["seconds"] = round(time.time() - t0, 1)

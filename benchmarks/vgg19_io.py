@@ -120,7 +120,7 @@ def glance(entries):
     from benchmarks.render import run_ref
     e = _latest(entries)
     if e is None:
-        return [("VGG19 save/load", "no runner-recorded run yet")]
+        return [("VGG19 save/load", "no runner-recorded run yet (legacy entries: `results/vgg19_io.json`)")]
     rows = e["results"]["rows"]
     sv = [r["save_ratio"]["median"] for r in rows]
     ld = [r["load_ratio"]["median"] for r in rows]
