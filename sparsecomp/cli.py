@@ -222,8 +222,10 @@ def main(argv=None) -> int:
     if not verbose:
         warnings.simplefilter("ignore")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    previous = None
     if getattr(args, "interruptible", False) and __import__("threading").current_thread() is \
             __import__("threading").main_thread():
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         _Signals().install()
     try:
         if getattr(args, "needs_keras", True):
@@ -252,6 +254,9 @@ def main(argv=None) -> int:
         print(f"error: unexpected {type(exc).__name__}: {what}" + ("" if verbose else
               " (run with -v for the traceback; please report it)"), file=sys.stderr)
         return 1
+    finally:                                  # called in-process (tests, notebooks): leave the handlers as found
+        for sig, handler in (previous or {}).items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

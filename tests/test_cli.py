@@ -102,7 +102,10 @@ def test_state_folders_follow_the_overwrite_policy(trained_dense, tmp_path, caps
     out = tmp_path / "c.sparse.h5"
     base = ["compress", str(trained_dense), "--data", "mnist", "--limit", "2000", "-o", str(out), "--one-shot",
             "--q", "1.0"]
+    import signal
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     assert main(base + ["--checkpoint-dir", str(ckpt)]) == 1
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before   # handlers left as found
     assert "the checkpoint folder" in capsys.readouterr().err and (ckpt / "checkpoint.json").read_text() == "{}"
     (tmp_path / "c.sparse.h5.interrupted").mkdir()
     (tmp_path / "c.sparse.h5.interrupted" / "checkpoint.json").write_text("{}")

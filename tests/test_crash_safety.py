@@ -13,6 +13,7 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 
 import sparsecomp
 
@@ -41,6 +42,7 @@ def digest(p):
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_sigkill_during_overwrite_never_corrupts(tmp_path):
     src_a, src_b = tmp_path / "a.h5", tmp_path / "b.h5"
     make_source(src_a, 1)

@@ -25,6 +25,7 @@ def mirrored_run():
     return json.loads(lines[-1][len("RESULT "):])
 
 
+@pytest.mark.slow
 def test_two_replicas_and_mirrored_masks(mirrored_run):
     assert mirrored_run["replicas"] == 2
     assert mirrored_run["history_replicas"] == 2
@@ -32,6 +33,7 @@ def test_two_replicas_and_mirrored_masks(mirrored_run):
     assert mirrored_run["n_copies"] == 2
 
 
+@pytest.mark.slow
 def test_masks_hold_on_every_replica(mirrored_run):
     assert len(mirrored_run["inside_masks_hold_and_replicas_identical"]) == 6
     assert all(mirrored_run["inside_masks_hold_and_replicas_identical"])
@@ -39,6 +41,7 @@ def test_masks_hold_on_every_replica(mirrored_run):
     assert mirrored_run["pruned_weights_zero_on_every_replica"]
 
 
+@pytest.mark.slow
 def test_same_result_as_single_device(mirrored_run):
     r = mirrored_run
     assert r["steps_single"] == r["steps_mirrored"]          # same q, same decisions, same sparsity
@@ -50,6 +53,7 @@ def test_same_result_as_single_device(mirrored_run):
     assert r["source_untouched"]
 
 
+@pytest.mark.slow
 def test_correlation_pruning_under_mirrored_strategy(mirrored_run):
     r = mirrored_run
     assert [s[0] for s in r["corr_steps_single"]] == ["fc3", "fc2", "fc1"]
@@ -59,6 +63,7 @@ def test_correlation_pruning_under_mirrored_strategy(mirrored_run):
     assert r["corr_settings"] == [[1e-3, 0.5], [1e-3, 0.5]]
 
 
+@pytest.mark.slow
 def test_structured_pruning_under_mirrored_strategy(mirrored_run):
     r = mirrored_run
     single, mirrored = r["struct_filters"]

@@ -110,6 +110,7 @@ def cli_runs(tmp_path_factory):
     return d, codes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FULL)
 def test_cli_compresses_each_keras2_fixture(cli_runs, name):
     import keras

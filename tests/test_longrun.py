@@ -15,6 +15,9 @@ from conftest import ROOT
 
 from sparsecomp.cli import main
 
+pytestmark = pytest.mark.slow   # killed and resumed runs in subprocesses: the slow tier (CI runs it)
+
+
 RUN = ROOT / "tests" / "longrun" / "run_method.py"
 
 

@@ -10,6 +10,9 @@ import pytest
 
 from cluster_util import Cluster, cli
 
+pytestmark = pytest.mark.slow   # two worker processes per method: the slow tier (bash scripts/test.sh -m slow; CI runs it)
+
+
 COMMON = ["--batch-size", "64", "--validation-split", "0.25", "--seed", "3", "--lr", "1e-3"]
 METHOD_ARGS = {
     "std": ["--method", "std", "--q0", "0.6", "--step", "0.6", "--max-q", "1.8", "--epochs", "1",

@@ -13,6 +13,9 @@ import pytest
 from conftest import ROOT
 
 
+pytestmark = pytest.mark.slow   # runs every README example and command end to end: the slow tier (CI runs it)
+
+
 def test_readme_python_blocks_run(tmp_path, monkeypatch):
     import keras
 
