@@ -120,7 +120,10 @@ def glance(entries):
     from benchmarks.render import run_ref
     e = _latest(entries)
     if e is None:
-        return [("VGG19 save/load", "no runner-recorded run yet (legacy entries: `results/vgg19_io.json`)")]
+        stopped = [i for i, x in enumerate(entries, 1) if x.get("benchmark") and x.get("status") != "ok"]
+        return [("VGG19 save/load", "no complete run of format v2 yet" + (
+            f"; run {stopped[-1]} was stopped and its log kept (see RESULTS.md)" if stopped else "")
+            + " (`results/vgg19_io.json`)")]
     rows = e["results"]["rows"]
     sv = [r["save_ratio"]["median"] for r in rows]
     ld = [r["load_ratio"]["median"] for r in rows]
