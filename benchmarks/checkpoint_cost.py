@@ -7,7 +7,10 @@ The schedule is ``prune_lenet5``'s settings, run on the first ``samples`` MNIST 
 ``target_sparsity`` (a shorter run of the same schedule, so that ``repeats`` rounds of both sides
 fit in minutes). Each run is a fresh process; the side that goes first alternates between rounds.
 The runs must decide alike (checkpoints are written after decisions, never read back in a fresh
-run); the time of each run is the ``prune`` call alone.
+run); the time of each run is the ``prune`` call alone. Two ratios: the runs' wall times (with /
+without, alternated — on a shared 2-core machine their noise is larger than the effect), and the
+direct one: each run with checkpoints timed around the recording of every decided step, so
+``time / (time - checkpoint time)`` is that run's cost of checkpointing (from results run 3 on).
 """
 
 from __future__ import annotations
@@ -36,10 +39,19 @@ m = keras.saving.load_model({model!r})
 with np.load({data!r}) as z:
     x, y = z["x"], z["y"]
 kw = json.loads({kw!r})
+from sparsecomp.training import FineTuner
+decided, spent = FineTuner.decided, [0.0]
+def timed(self, *a, **k):            # what recording a decided step costs (the checkpoint write, when there is one)
+    t0 = time.perf_counter()
+    try:
+        return decided(self, *a, **k)
+    finally:
+        spent[0] += time.perf_counter() - t0
+FineTuner.decided = timed
 t = time.time()
 pruned, h = sparsecomp.prune(m, (x, y), checkpoint_dir={ckpt!r}, **kw)
 print(json.dumps({{"seconds": time.time() - t, "steps": [[s.group, s.q, s.accepted] for s in h.steps],
-                  "final": h.final_metric}}))
+                  "final": h.final_metric, "decided_seconds": spent[0]}}))
 """
 
 
@@ -74,7 +86,13 @@ def run(ctx):
                 f"ratio {r['ratio']:.3f}, {len(r['with']['steps'])} steps")
         rounds.append(r)
     ratios = [r["ratio"] for r in rounds]
-    return {"baseline": info, "rounds": rounds, "steps": len(rounds[0]["with"]["steps"]),
+    # within each run: its time over its time less what recording the decided steps cost beyond a run
+    # without checkpoints (far less noisy than comparing two runs' wall times on a shared machine)
+    direct = [r["with"]["seconds"] / (r["with"]["seconds"] - (r["with"]["decided_seconds"]
+                                                              - r["without"]["decided_seconds"])) for r in rounds]
+    return {"direct_ratio": {"median": statistics.median(direct), "min": min(direct), "max": max(direct),
+                             "checkpoint_seconds": [r["with"]["decided_seconds"] for r in rounds]},
+            "baseline": info, "rounds": rounds, "steps": len(rounds[0]["with"]["steps"]),
             "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
             "decisions_equal": all(r["with"]["steps"] == r["without"]["steps"] for r in rounds)}
 
@@ -86,7 +104,11 @@ def _latest(entries):
 
 def headline(e):
     r = e["results"]
-    return f"with / without checkpoints: ×{r['ratio']['median']:.3f} ({r['ratio']['min']:.3f}–{r['ratio']['max']:.3f})"
+    out = f"wall times with / without: ×{r['ratio']['median']:.3f} ({r['ratio']['min']:.3f}–{r['ratio']['max']:.3f})"
+    if "direct_ratio" in r:
+        d = r["direct_ratio"]
+        out += f"; direct: ×{d['median']:.4f} ({d['min']:.4f}–{d['max']:.4f})"
+    return out
 
 
 def report(entries):
@@ -96,17 +118,21 @@ def report(entries):
         return "No reporting run yet."
     r = e["results"]
     med = statistics.median
-    return "\n".join([
+    lines = [
         f"{run_ref('checkpoint_cost', entries, e)}, {e['started'][:16]}: {r['steps']} decided steps per run, "
         f"{len(r['rounds'])} alternating rounds; decisions identical with and without: {r['decisions_equal']}.", "",
-        f"Median run {med(x['with']['seconds'] for x in r['rounds']):.1f} s with a checkpoint after every decided "
-        f"step ({r['rounds'][0]['checkpoint_bytes']:,} B on disk at the end), "
-        f"{med(x['without']['seconds'] for x in r['rounds']):.1f} s without: ratio **{r['ratio']['median']:.3f}** "
-        f"(range {r['ratio']['min']:.3f}–{r['ratio']['max']:.3f}; target ≤ 1.05: "
-        f"**{'met' if r['ratio']['median'] <= 1.05 else 'NOT met'}**)."
-        + (" A ratio below 1 is noise — writing checkpoints cannot make a run faster — so the spread of the "
-           "rounds, not the median alone, bounds what this run can resolve." if r['ratio']['min'] < 1 else ""),
-    ])
+        f"Wall times: median run {med(x['with']['seconds'] for x in r['rounds']):.1f} s with a checkpoint after "
+        f"every decided step ({r['rounds'][0]['checkpoint_bytes']:,} B on disk at the end), "
+        f"{med(x['without']['seconds'] for x in r['rounds']):.1f} s without: ratio {r['ratio']['median']:.3f} "
+        f"(range {r['ratio']['min']:.3f}–{r['ratio']['max']:.3f}). On this shared machine two runs' wall times "
+        "differ by more than the effect (every earlier run of this benchmark is listed below with its ratios)."]
+    if "direct_ratio" in r:
+        d = r["direct_ratio"]
+        lines += ["", f"Direct, within each run with checkpoints: {', '.join(f'{x:.2f}' for x in d['checkpoint_seconds'])} s "
+                  f"spent recording the decided steps; run time over run time less that: **{d['median']:.4f}** "
+                  f"(range {d['min']:.4f}–{d['max']:.4f}; target ≤ 1.05: "
+                  f"**{'met' if d['max'] <= 1.05 else 'NOT met'}**, judged on the worst round)."]
+    return "\n".join(lines)
 
 
 def glance(entries):
@@ -115,5 +141,9 @@ def glance(entries):
     if e is None:
         return []
     r = e["results"]
-    return [("checkpoint after every step", f"{r['ratio']['median']:.3f}× the run time without (LeNet-5 schedule, "
-             f"{len(r['rounds'])} alternating rounds; {run_ref('checkpoint_cost', entries, e)})")]
+    if "direct_ratio" in r:
+        d = r["direct_ratio"]
+        what = f"×{d['median']:.4f} the run time (at most ×{d['max']:.4f}), measured inside each run"
+    else:
+        what = f"×{r['ratio']['median']:.3f} the run time without (wall times of alternated runs)"
+    return [("checkpoint after every step", f"{what}; LeNet-5 schedule ({run_ref('checkpoint_cost', entries, e)})")]
