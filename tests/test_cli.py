@@ -160,3 +160,24 @@ def test_prune_fine_tuning_flags(trained_dense, tmp_path, capsys):
     assert main(["prune", str(trained_dense), "-o", str(tmp_path / "x.keras"), "--lr-decay", "2"]) == 1
     assert "`lr_decay` must be a finite number in (0.0, 1.0]" in capsys.readouterr().err
     assert not (tmp_path / "x.keras").exists()
+
+
+def test_progress_lines_show_elapsed_time_and_an_estimate_of_what_is_left(monkeypatch):
+    """Each decided step: elapsed time and ETA = steps left at the nominal step size x mean step time."""
+    import io
+    from types import SimpleNamespace
+
+    from sparsecomp import cli_prune
+    clock = iter([100.0, 160.0, 220.0, 230.0])                 # start, then the time at each step
+    monkeypatch.setattr(cli_prune.time, "time", lambda: next(clock))
+    out = io.StringIO()
+    args = SimpleNamespace(method="std", q0=0.5, step=0.5, max_q=2.0, rounds=None, max_cycles=None)
+    printer = cli_prune._StepPrinter(args, 2, stream=out)
+    step = dict(total_sparsity=0.5, val_metric=0.99, drop=0.001, epochs=1, accepted=True)
+    printer(SimpleNamespace(group="conv", q=0.5, **step))     # 60 s; left: 3 q's here + 4 in the next group
+    printer(SimpleNamespace(group="conv", q=1.0, **step))     # 120 s over 2 steps; left: 2 + 4
+    printer(SimpleNamespace(layer="fc1", bits=4, k=16, val_metric=0.99, drop=0.0, epochs=1, accepted=True))
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[   60.0s]") and "ETA ~7.0 min" in lines[0]
+    assert lines[1].startswith("[  120.0s]") and "ETA ~6.0 min" in lines[1]
+    assert "share" in lines[2] and "4 bits" in lines[2] and "ETA" not in lines[2]
