@@ -228,7 +228,8 @@ def main(argv=None) -> int:
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         _Signals().install()
     try:
-        if getattr(args, "needs_keras", True):
+        needs = getattr(args, "needs_keras", True)
+        if needs(args) if callable(needs) else needs:
             with quiet_imports(verbose):
                 pass
         return int(args.func(args) or 0)

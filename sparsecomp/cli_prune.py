@@ -351,6 +351,13 @@ def _weights_only(path) -> bool:
         return False
 
 
+def _compress_needs_keras(args) -> bool:
+    """Everything but data-free compression of a weights-only checkpoint (tensor level: pure HDF5)."""
+    from .model_io import is_sparse_file
+    return not (args.no_data and args.architecture is None and not is_sparse_file(args.input)
+                and _weights_only(args.input))
+
+
 def _cmd_compress(args) -> int:
     from .compress import compress
     strategy = _strategy(args)
@@ -517,4 +524,4 @@ def add_prune_commands(sub, progress_flag) -> None:
                    help="storage effort: 1 fast, 2 default, 3 smallest")
     p.add_argument("--report-dir", default=None, help="plots + report.html (default: OUTPUT_report/)")
     p.add_argument("--json", default=None, help="also write summary, per-layer table and history as JSON")
-    p.set_defaults(func=_cmd_compress, interruptible=True)
+    p.set_defaults(func=_cmd_compress, interruptible=True, needs_keras=_compress_needs_keras)

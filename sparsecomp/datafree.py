@@ -50,13 +50,40 @@ class DataFreeInfo:
         return dict(self.__dict__)
 
 
+_BLOCK = 1 << 18       # entries per block: what the statistics and the cut hold beside a tensor
+
+
+def _blocks(w: np.ndarray):
+    flat = w.reshape(-1)
+    for i in range(0, flat.size, _BLOCK):
+        yield flat[i:i + _BLOCK]
+
+
+def _sigma(w: np.ndarray) -> float:
+    """The standard deviation of ``w`` in float64, two passes block by block (no tensor-sized copy)."""
+    if not w.size:
+        return 0.0
+    mean = sum(float(np.sum(b, dtype=np.float64)) for b in _blocks(w)) / w.size
+    var = 0.0
+    for b in _blocks(w):
+        x = b.astype(np.float64)
+        x -= mean
+        var += float(np.dot(x, x))
+    return float(np.sqrt(var / w.size))
+
+
 def _hist(w: np.ndarray) -> tuple[float, np.ndarray]:
-    a = np.abs(np.asarray(w, np.float64)).reshape(-1)
-    sigma = float(np.std(np.asarray(w, np.float64)))
+    """``(sigma, histogram of |w| / sigma)`` over ``_BINS`` bins up to ``_QMAX`` sigmas."""
+    sigma = _sigma(w)
     if sigma == 0:
-        return 0.0, np.bincount(np.zeros(a.size, np.int64), minlength=_BINS)
-    idx = np.minimum((a / sigma) * (_BINS / _QMAX), _BINS - 1).astype(np.int64)
-    return sigma, np.bincount(idx, minlength=_BINS)
+        return 0.0, np.bincount(np.zeros(w.size, np.int64), minlength=_BINS)
+    hist = np.zeros(_BINS, np.int64)
+    for b in _blocks(w):
+        x = np.abs(b.astype(np.float64))
+        x *= _BINS / _QMAX / sigma
+        np.minimum(x, _BINS - 1, out=x)
+        hist += np.bincount(x.astype(np.int64), minlength=_BINS)
+    return sigma, hist
 
 
 def threshold_for(stats: list, target: float) -> float:
@@ -71,12 +98,41 @@ def threshold_for(stats: list, target: float) -> float:
     return (k + 1) * _QMAX / _BINS
 
 
+def _magnitude_cut(w: np.ndarray, target: float) -> None:
+    """Zero the ``round(target * size)`` smallest-magnitude entries of ``w`` in place (ties at the cut
+    broken by position, as :func:`.criteria.magnitude_fraction_mask` does), holding one ``|w|`` copy."""
+    n = int(round(target * w.size))
+    if not n:
+        return
+    mags = np.abs(w).reshape(-1)
+    t = np.partition(mags, n - 1)[n - 1]                  # the n-th smallest magnitude
+    del mags
+    below = 0
+    for b in _blocks(w):
+        below += int(np.count_nonzero(np.abs(b) < t))
+    ties = n - below                                      # entries equal to t still to cut, first ones first
+    for b in _blocks(w):
+        m = np.abs(b)
+        if ties > 0:
+            eq = np.flatnonzero(m == t)[:ties]
+            b[eq] = 0
+            ties -= len(eq)
+        b[m < t] = 0
+
+
 def _cut(w: np.ndarray, criterion: str, target: float, q: float | None) -> np.ndarray:
+    """``w`` with its cut entries zeroed, *in place* (the callers pass their own copies), block by
+    block: beside the tensor only a block's worth of temporaries (one ``|w|`` copy for magnitude)."""
+    w = np.asarray(w)
+    if not w.flags.writeable or not w.flags.c_contiguous:
+        w = np.array(w, order="C")
     if criterion == "magnitude":
-        from .criteria import magnitude_fraction_mask
-        return np.where(magnitude_fraction_mask(w, target), w, np.zeros_like(w))
-    sigma = float(np.std(np.asarray(w, np.float64)))
-    return np.where(np.abs(w) >= q * sigma, w, np.zeros_like(w))
+        _magnitude_cut(w, target)
+        return w
+    cut = q * _sigma(w)
+    for b in _blocks(w):
+        b[np.abs(b) < cut] = 0
+    return w
 
 
 def prune_data_free(model, target_sparsity: float, *, criterion: str = "std", exclude=()):
@@ -92,8 +148,9 @@ def prune_data_free(model, target_sparsity: float, *, criterion: str = "std", ex
     for layer in layers:
         w = _cut(kernels[layer.name], criterion, target_sparsity, q)
         kernel_of(layer).assign(w)
-        info.sparsity[layer.name] = float((w == 0).mean()) if w.size else 0.0
-        zeros += int((w == 0).sum())
+        z = w.size - int(np.count_nonzero(w))
+        info.sparsity[layer.name] = z / w.size if w.size else 0.0
+        zeros += z
         size += w.size
     info.total_sparsity = zeros / size if size else 0.0
     if getattr(model, "compiled", False) and model.get_compile_config():
@@ -161,7 +218,7 @@ def pack_data_free(src, dst, target_sparsity: float, *, criterion: str = "std", 
             from .quantize import share
             w, _ = share(w, int(b), init=init)
             info.bits[path] = int(b)
-        z = int(np.count_nonzero(w == 0))
+        z = w.size - int(np.count_nonzero(w))
         info.sparsity[path] = z / w.size if w.size else 0.0
         counts["zeros"] += z
         counts["size"] += w.size

@@ -161,6 +161,82 @@ def test_stream_coding_is_the_smaller_one():
     assert code_stream("x", text, level=1).coding == "raw"
 
 
+def inflate(s):
+    return bytes(decode_stream(s.data, s.coding, s.size, max_ratio=1 << 20))
+
+
+@pytest.mark.parametrize("level", [2, 3])
+def test_each_deflate_strategy_is_kept_where_it_wins(level):
+    """Huffman alone for memoryless bytes, RLE for runs of zeros, LZ77 for text: each measured."""
+    rng = np.random.default_rng(1)
+    skewed = rng.geometric(0.3, 200_000).clip(0, 254).astype(np.uint8).tobytes()
+    runs = np.zeros(200_000, np.uint8)            # a mantissa plane of a 95%-sparse tensor stored dense
+    hit = rng.random(200_000) < 0.05
+    runs[hit] = rng.integers(1, 256, int(hit.sum()), dtype=np.uint8)
+    text = b"".join(b'{"name": "conv%d", "filters": 64, "activation": "relu"},' % i for i in range(3000))
+    for data, wins in ((skewed, zlib.Z_HUFFMAN_ONLY), (runs.tobytes(), zlib.Z_RLE), (text, zlib.Z_DEFAULT_STRATEGY)):
+        s = code_stream("x", data, level=level)
+        sizes = {st: len(deflate(data, st, 9 if st == zlib.Z_DEFAULT_STRATEGY else 1))
+                 for st in (zlib.Z_HUFFMAN_ONLY, zlib.Z_RLE, zlib.Z_DEFAULT_STRATEGY)}
+        assert min(sizes, key=sizes.get) == wins          # the data really favours that strategy
+        assert s.coding == "deflate" and s.stored == sizes[wins] and inflate(s) == data
+
+
+def test_parallel_stream_coding_gives_the_same_bytes():
+    from sparsecomp.storage.streams import code_streams
+    rng = np.random.default_rng(2)
+    items = [("values", rng.geometric(p, 600_000).clip(0, 255).astype(np.uint8), 2) for p in (0.1, 0.5, 0.9)]
+    items.append(("positions", rng.integers(0, 256, 400_000, dtype=np.uint8), 2))
+    par = code_streams(items)
+    ser = [code_stream(r, d, level=lv) for r, d, lv in items]
+    assert [(s.role, s.coding, bytes(s.data)) for s in par] == [(s.role, s.coding, bytes(s.data)) for s in ser]
+
+
+def test_level_2_samples_big_tensors_and_level_3_tries_everything():
+    rng = np.random.default_rng(3)
+    dense = (rng.standard_normal((1100, 1000)) * 0.05).astype(np.float32)        # 4.4 MB, no zeros
+    assert dense.nbytes >= codecs.SAMPLED_BYTES
+    guess = codecs.estimate(dense)
+    assert 1 - codecs.SAMPLED_MIN_SAVING < guess["planes"] / dense.nbytes < 0.95   # planes saves ~15%
+    assert codecs.choose(dense, level=2).codec == "dense"          # not worth the time at level 2
+    best = codecs.choose(dense, level=3)
+    assert best.codec == "planes" and best.nbytes == min(e.nbytes for e in codecs.encode_all(dense, level=3))
+    sparse = dense.copy()
+    sparse[rng.random(sparse.shape) < 0.9] = 0
+    enc = codecs.choose(sparse, level=2)
+    assert enc.codec == "gaps" and enc.nbytes < 0.25 * sparse.nbytes
+    exact = {e.codec: e.nbytes for e in codecs.encode_all(sparse, level=2)}
+    assert abs(codecs.estimate(sparse)["gaps"] / exact["gaps"] - 1) < 0.05     # the projection is close
+    assert round_trip(sparse, enc).tobytes() == sparse.tobytes()
+    # a small tensor is still decided on exact bytes at level 2
+    small = dense[:100]
+    assert codecs.choose(small, level=2).nbytes == min(e.nbytes for e in codecs.encode_all(small, level=2))
+
+
+def test_scan_fills_byte_planes_in_place():
+    from sparsecomp.storage.codecs.gaps import scan
+    from sparsecomp.storage.codecs.values import split_planes
+    rng = np.random.default_rng(4)
+    a = sparse_tensor(rng, (300, 700), "<f4", 0.1)
+    for order in ("row", "col"):
+        sym, vals = scan(a, order)
+        sym2, planes = scan(a, order, int(np.count_nonzero(a)), planes=True)
+        assert np.array_equal(sym, sym2) and np.array_equal(planes, split_planes(vals.view(a.dtype)))
+    with pytest.raises(ValueError, match="changed"):
+        scan(a, "row", int(np.count_nonzero(a)) - 1)
+
+
+def test_all_finite_checks_every_block():
+    from sparsecomp.storage.tensors import all_finite
+    a = np.ones(10_000, np.float32)
+    assert all_finite(a, block=1000)
+    a[9_999] = np.nan
+    assert not all_finite(a, block=1000)
+    a[9_999] = 1
+    a[0] = -np.inf
+    assert not all_finite(a, block=1000) and all_finite(np.zeros(0, np.float32))
+
+
 @pytest.mark.parametrize("case,rule", [
     ("short", "stream.truncated"), ("long", "stream.inflate"), ("trailing", "stream.trailing"),
     ("garbage", "stream.deflate"), ("raw_size", "stream.size"), ("coding", "stream.coding"),

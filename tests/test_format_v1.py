@@ -49,7 +49,10 @@ def test_v1_model_file_loads_and_predicts_exactly(expected):
     m = sparsecomp.load(GOLDEN / "v1_model.sparse.h5")
     for i, w in enumerate(m.get_weights()):
         assert w.tobytes() == expected[f"model:{i}"].tobytes()
-    assert np.array_equal(m.predict(expected["model_input"], verbose=0), expected["model_output"])
+    # The weights are bit-exact (above); the forward pass is compared to the golden output within
+    # float32 rounding, since oneDNN's kernels (and so the last bit) differ between CPUs.
+    np.testing.assert_allclose(m.predict(expected["model_input"], verbose=0), expected["model_output"],
+                               rtol=1e-5, atol=1e-6)
     rep = sparsecomp.inspect(GOLDEN / "v1_model.sparse.h5", baseline=False)
     assert rep.format_version == 1 and rep.records[0].encoding == "csr" and "positions" in rep.records[0].streams
 

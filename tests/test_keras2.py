@@ -183,6 +183,16 @@ def test_data_free_tensor_level_keeps_the_layout(tmp_path, capsys):
     assert main(["compress", str(src), "--no-data", "-o", str(tmp_path / "w.sparse.h5")]) == 1   # no target: refused
 
 
+def test_data_free_tensor_level_never_imports_tensorflow(tmp_path):
+    """A weights-only checkpoint pruned without data is pure HDF5 work: no TensorFlow in memory."""
+    code = (f"import sys; from sparsecomp.cli import main; "
+            f"rc = main(['compress', {str(FIX / 'vgg_style_weights_only.h5')!r}, '--no-data', '--target-sparsity', "
+            f"'0.9', '-o', {str(tmp_path / 'v.sparse.h5')!r}]); "
+            "print(rc, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.stdout.split()[-3:] == ["0", "False", "False"], r.stdout[-500:] + r.stderr[-2000:]
+
+
 def test_data_free_model_level_removes_dead_units(tmp_path, capsys):
     assert main(["compress", str(FIX / "lenet_sequential.h5"), "--no-data", "--target-sparsity", "0.95",
                  "--data-free-criterion", "magnitude", "-o", str(tmp_path / "l.sparse.h5"), "--json",

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 __all__ = ["FLOAT_DTYPES", "UNSIGNED", "is_storable", "contiguous", "bits_view", "count_nonzero",
-           "tensor_digest", "view_shape_2d"]
+           "all_finite", "tensor_digest", "view_shape_2d"]
 
 #: Floating-point dtypes (little-endian, as NumPy and Keras write them).
 FLOAT_DTYPES = (np.dtype("<f2"), np.dtype("<f4"), np.dtype("<f8"))
@@ -42,6 +42,12 @@ def count_nonzero(array) -> int:
     array = contiguous(array)
     return int(np.count_nonzero(bits_view(array))) if array.dtype.itemsize in UNSIGNED else \
         int(np.count_nonzero(array))
+
+
+def all_finite(array: np.ndarray, block: int = 1 << 20) -> bool:
+    """No NaN or Inf in a float ``array``, checked block by block (no tensor-sized temporary)."""
+    flat = contiguous(array).reshape(-1)
+    return all(bool(np.isfinite(flat[i:i + block]).all()) for i in range(0, flat.size, block))
 
 
 def tensor_digest(array: np.ndarray) -> str:

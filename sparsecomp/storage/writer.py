@@ -9,6 +9,7 @@ memory stays at one tensor's streams at a time. The deflated index goes last, at
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
@@ -22,12 +23,14 @@ from .index import file_entry, tensor_entry
 from .report import TensorRecord
 from .spec import BLOB, FORMAT, FORMAT_VERSION, INDEX_ATTR, LEVELS, Limits
 from .streams import code_stream, deflate
-from .tensors import contiguous, is_storable, tensor_digest
+from .tensors import all_finite, contiguous, is_storable, tensor_digest
 
 __all__ = ["Writer", "BIG", "check_level"]
 
 #: Streams of one tensor adding up to this many bytes get a blob dataset of their own.
 BIG = 1 << 20
+#: Tensors of this many bytes or more are hashed on a second thread while they are encoded.
+_HASH_APART = 1 << 20
 
 
 def check_level(level) -> int:
@@ -96,6 +99,11 @@ class Writer:
             self.shared += memoryview(s.data).cast("B")
         return 0, at
 
+    def _encode_place(self, array):
+        enc = codecs.choose(array, min_ratio=self.min_ratio, level=self.level, codecs=self.codecs,
+                            max_ratio=self.limits.max_compression_ratio)
+        return (enc, *self._place(enc.streams))
+
     def tensor(self, path: str, array, *, layer: str, category: str = "weights", name: str | None = None,
                attrs: bool = False) -> TensorRecord:
         """Encode and place one tensor (any storable dtype and rank); returns its record."""
@@ -106,13 +114,19 @@ class Writer:
         if not is_storable(array.dtype):
             raise InvalidTensorError(f"dtype {array.dtype} is not a storable number", rule="tensor.dtype",
                                      file=self.file, member=path)
-        if array.dtype.kind == "f" and not self.limits.allow_nonfinite and array.size \
-                and not np.all(np.isfinite(array)):
+        if array.dtype.kind == "f" and not self.limits.allow_nonfinite and not all_finite(array):
             raise InvalidTensorError("tensor holds NaN or Inf", rule="tensor.nonfinite", file=self.file, member=path)
-        enc = codecs.choose(array, min_ratio=self.min_ratio, level=self.level, codecs=self.codecs,
-                            max_ratio=self.limits.max_compression_ratio)
-        blob, at = self._place(enc.streams)
-        self.tensors.append(tensor_entry(path, array, enc, blob=blob, at=at, digest=tensor_digest(array),
+        # The digest (SHA-256 releases the GIL) runs beside the encoding: on big tensors they
+        # take about as long as each other.
+        if array.nbytes >= _HASH_APART:
+            with ThreadPoolExecutor(1, thread_name_prefix="sparsecomp-digest") as pool:
+                pending = pool.submit(tensor_digest, array)
+                enc, blob, at = self._encode_place(array)
+                digest = pending.result()
+        else:
+            enc, blob, at = self._encode_place(array)
+            digest = tensor_digest(array)
+        self.tensors.append(tensor_entry(path, array, enc, blob=blob, at=at, digest=digest,
                                          name=name, category=category, attrs=attrs))
         rec = TensorRecord(path=path, layer=layer, category=category, shape=tuple(array.shape),
                            dtype=array.dtype.str, nnz=enc.nnz, encoding=enc.codec,

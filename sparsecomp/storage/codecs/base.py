@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import InvalidTensorError
-from ..streams import Stream
+from ..streams import Stream, code_stream, code_streams
 
 __all__ = ["Codec", "Encoded", "StreamRef", "TensorHeader"]
 
@@ -101,8 +101,12 @@ class Codec:
 
     @staticmethod
     def stream(role: str, data, level: int, max_ratio: int) -> Stream:
-        from ..streams import code_stream
         return code_stream(role, data, level=level, max_ratio=max_ratio)
+
+    @staticmethod
+    def streams(items, max_ratio: int) -> list:
+        """Several ``(role, data, level)`` streams coded at once (in parallel when they are big)."""
+        return code_streams(items, max_ratio=max_ratio)
 
     # -- shared checks ------------------------------------------------------------------------
 

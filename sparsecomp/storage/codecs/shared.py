@@ -36,22 +36,21 @@ class Shared(Codec):
         if array.ndim == 0 or array.size == 0:
             return None
         bits = bits_view(array).reshape(-1)
-        nz = bits[bits != 0]
+        sample = bits[:: max(1, bits.size // _SAMPLE)]
+        if len(np.unique(sample)) > MAX_CODEBOOK + 1:
+            return None                   # a sample already has too many values (zero among them)
+        nz = bits[np.flatnonzero(bits != 0)]
         if len(nz) < 4:
             return None
-        sample = nz[:: max(1, len(nz) // _SAMPLE)]
-        if len(np.unique(sample)) > MAX_CODEBOOK:
-            return None                                    # a sample already has too many values
         book = np.unique(nz)
         if len(book) > MAX_CODEBOOK or len(book) * 2 > len(nz):
             return None
         best = None
         for order in orders_for(array, level):
-            sym, ordered = scan(array, order)
+            sym, ordered = scan(array, order, len(nz))
             idx = np.searchsorted(book, ordered).astype(np.uint8)
-            streams = [self.stream("codebook", book.view(array.dtype).view(np.uint8), 1, max_ratio),
-                       self.stream("positions", sym, level, max_ratio),
-                       self.stream("codes", idx, level, max_ratio)]
+            streams = self.streams([("codebook", book.view(array.dtype).view(np.uint8), 1),
+                                    ("positions", sym, level), ("codes", idx, level)], max_ratio)
             enc = Encoded(self.name, {"order": order, "k": int(len(book))}, streams, nnz=int(len(nz)))
             if best is None or enc.nbytes < best.nbytes:
                 best = enc

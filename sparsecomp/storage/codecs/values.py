@@ -41,4 +41,4 @@ def plane_streams(codec, values: np.ndarray, level: int, max_ratio: int) -> list
     if values.dtype.itemsize == 1:
         return [codec.stream("values", values.reshape(-1).view(np.uint8), level, max_ratio)]
     planes = split_planes(values)
-    return [codec.stream("values", planes[j], level, max_ratio) for j in range(planes.shape[0])]
+    return codec.streams([("values", planes[j], level) for j in range(planes.shape[0])], max_ratio)
