@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 
-from benchmarks.common import baseline, mnist
+from benchmarks.common import baseline, mnist, latest_ok
 from benchmarks.prune_lenet5 import SETTINGS as LENET5
 from benchmarks.runner import ROOT
 
@@ -97,11 +97,6 @@ def run(ctx):
             "decisions_equal": all(r["with"]["steps"] == r["without"]["steps"] for r in rounds)}
 
 
-def _latest(entries):
-    ok = [e for e in entries if e.get("benchmark") and not e.get("exploratory") and e.get("status") == "ok"]
-    return ok[-1] if ok else None
-
-
 def headline(e):
     r = e["results"]
     out = f"wall times with / without: ×{r['ratio']['median']:.3f} ({r['ratio']['min']:.3f}–{r['ratio']['max']:.3f})"
@@ -113,7 +108,7 @@ def headline(e):
 
 def report(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries)
     if e is None:
         return "No reporting run yet."
     r = e["results"]
@@ -137,7 +132,7 @@ def report(entries):
 
 def glance(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries)
     if e is None:
         return []
     r = e["results"]

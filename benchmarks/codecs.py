@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from benchmarks.common import latest_ok
+
 SETTINGS = {"sparsities": [0.8, 0.9, 0.95, 0.99], "lenet_baselines": {"lenet5": 12, "lenet_300_100": 20},
             "vgg19_layers": ["block1_conv2", "block5_conv1", "fc2"], "repeats": 3, "zstd_level": 19}
 SEEDS = [0]
@@ -188,11 +190,6 @@ def _summary(rows) -> dict:
 CANDIDATES = ("csr32", "bitmap", "gaps@1", "gaps@2", "gaps@3", "planes", "zstd-bitmap", "zstd-gaps")
 
 
-def _latest(entries):
-    ok = [e for e in entries if e.get("benchmark") and e.get("status") == "ok"]
-    return ok[-1] if ok else None
-
-
 def headline(e):
     s = e["results"]["summary"]
     parts = [f"{k}: gaps@2 {v['bytes_per_nonzero']['gaps@2']:.2f} vs csr32 {v['bytes_per_nonzero']['csr32']:.2f} B/nnz"
@@ -202,7 +199,7 @@ def headline(e):
 
 def report(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries, reporting=False)
     if e is None:
         return "No run yet."
     r = e["results"]
@@ -231,7 +228,7 @@ def report(entries):
 
 def glance(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries, reporting=False)
     if e is None:
         return []
     s = e["results"]["summary"]

@@ -13,7 +13,7 @@ from benchmarks.runner import ROOT
 
 BUILD = ROOT / "build" / "baselines"
 
-__all__ = ["baseline", "mnist", "PeakRSS", "rss_bytes", "alternate", "summary_stats"]
+__all__ = ["baseline", "mnist", "PeakRSS", "rss_bytes", "alternate", "summary_stats", "latest_ok"]
 
 
 def baseline(name: str, epochs: int, seed: int = 0, log=print):
@@ -94,3 +94,10 @@ def summary_stats(values) -> dict:
     vals = [float(v) for v in values]
     return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
             "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def latest_ok(entries, *, reporting: bool = True):
+    """The last finished run of a results list (with ``reporting``: the last non-exploratory one)."""
+    ok = [e for e in entries if e.get("benchmark") and e.get("status") == "ok"
+          and not (reporting and e.get("exploratory"))]
+    return ok[-1] if ok else None

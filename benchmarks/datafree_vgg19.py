@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 
+from benchmarks.common import latest_ok
 from benchmarks.runner import ROOT
 
 SETTINGS = {"target_sparsity": 0.95, "criterion": "std", "repeats": 3, "level": 2}
@@ -108,11 +109,6 @@ def run(ctx):
             "unpack": unpack, "tf_keras_check": check}
 
 
-def _latest(entries):
-    ok = [e for e in entries if e.get("benchmark") and not e.get("exploratory") and e.get("status") == "ok"]
-    return ok[-1] if ok else None
-
-
 def headline(e):
     r = e["results"]
     return (f"time ×{r['time_ratio']['median']:.2f} of pack, peak {r['datafree_peak_over_largest_tensor']['max']:.2f}× "
@@ -122,7 +118,7 @@ def headline(e):
 
 def report(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries)
     if e is None:
         return "No reporting run yet."
     r = e["results"]
@@ -150,7 +146,7 @@ def report(entries):
 
 def glance(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries)
     if e is None:
         return []
     r = e["results"]

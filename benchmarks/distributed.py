@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import baseline, mnist
+from benchmarks.common import baseline, mnist, latest_ok
 from benchmarks.runner import ROOT
 
 SETTINGS = {"train_epochs": 20, "samples": 12_000, "repeats": 3,
@@ -117,11 +117,6 @@ def _same(r: dict, m: str) -> bool:
     return all(_decisions(x) == _decisions(ref) for x in runs)
 
 
-def _latest(entries):
-    ok = [e for e in entries if e.get("benchmark") and e.get("status") == "ok"]
-    return ok[-1] if ok else None
-
-
 def headline(e):
     s = e["results"]["summary"]
     return "; ".join(f"{m} ×{s[m]['prune_ratio_to_single']['median']:.2f}" for m in MODES if m != "single") + \
@@ -130,7 +125,7 @@ def headline(e):
 
 def report(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries, reporting=False)
     if e is None:
         return "No run yet."
     r = e["results"]
@@ -158,7 +153,7 @@ def report(entries):
 
 def glance(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries, reporting=False)
     if e is None:
         return []
     s = e["results"]["summary"]

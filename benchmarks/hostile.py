@@ -15,6 +15,9 @@ import hashlib
 import sys
 import time
 
+from benchmarks.common import latest_ok
+
+
 SETTINGS = {}
 SEEDS = [0]
 
@@ -50,11 +53,6 @@ def run(ctx):
             "max_seconds": max(r["seconds"] for r in rows), "rows": rows}
 
 
-def _latest(entries):
-    ok = [e for e in entries if e.get("benchmark") and e.get("status") == "ok"]
-    return ok[-1] if ok else None
-
-
 def headline(e):
     r = e["results"]
     return f"{r['refused_as_documented']} of {r['classes']} classes refused with their documented rule"
@@ -62,7 +60,7 @@ def headline(e):
 
 def report(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries, reporting=False)
     if e is None:
         return "No run yet."
     r = e["results"]
@@ -76,7 +74,7 @@ def report(entries):
 
 def glance(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries, reporting=False)
     if e is None:
         return []
     r = e["results"]

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import baseline, mnist, summary_stats
+from benchmarks.common import baseline, mnist, summary_stats, latest_ok
 
 
 def _steps(history) -> list:
@@ -228,16 +228,11 @@ def headline(e: dict) -> str:
     return ", ".join(parts) + f"; {n} seed{'s' if n != 1 else ''}"
 
 
-def _latest_reporting(entries):
-    ok = [e for e in entries if e.get("benchmark") and not e.get("exploratory") and e.get("status") == "ok"]
-    return ok[-1] if ok else None
-
-
 def report(entries: list, model_name: str) -> str:
     from benchmarks._legacy import report as legacy_report
     from benchmarks.render import fmt_stats, run_ref
     name = f"prune_{model_name}"
-    e = _latest_reporting(entries)
+    e = latest_ok(entries)
     lines = []
     if e is None:
         lines.append("No reporting run yet: the figures of this benchmark are not published. "
@@ -320,7 +315,7 @@ def report(entries: list, model_name: str) -> str:
 
 def glance(entries: list, model_name: str) -> list:
     from benchmarks.render import fmt_stats, run_ref
-    e = _latest_reporting(entries)
+    e = latest_ok(entries)
     name = f"prune_{model_name}"
     if e is None:
         return [(f"{LABELS[model_name]}, MNIST", f"no reporting run yet (exploratory and failed runs: "
@@ -339,7 +334,7 @@ def glance(entries: list, model_name: str) -> list:
 
 
 def plot(entries: list, out_dir, model_name: str) -> None:
-    e = _latest_reporting(entries)
+    e = latest_ok(entries)
     if e is None:
         return
     import matplotlib

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 
+from benchmarks.common import latest_ok
 from benchmarks._vgg_io import measure
 from benchmarks.runner import ROOT
 
@@ -70,11 +71,6 @@ def run(ctx):
     return {"rows": rows, "largest_tensor_bytes": LARGEST_TENSOR, "model_bytes": MODEL_BYTES}
 
 
-def _latest(entries):
-    ok = [e for e in entries if e.get("benchmark") and not e.get("exploratory") and e.get("status") == "ok"]
-    return ok[-1] if ok else None
-
-
 def headline(e):
     rows = e["results"]["rows"]
     return "; ".join(f"{r['sparsity']:.0%}: save ×{r['save_ratio']['median']:.2f}, load ×{r['load_ratio']['median']:.2f}, "
@@ -84,7 +80,7 @@ def headline(e):
 def report(entries):
     from benchmarks._legacy import report as legacy
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries)
     lines = []
     if e is None:
         lines.append("No runner-recorded run yet.")
@@ -118,7 +114,7 @@ def report(entries):
 
 def glance(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries)
     if e is None:
         stopped = [i for i, x in enumerate(entries, 1) if x.get("benchmark") and x.get("status") != "ok"]
         return [("VGG19 save/load", "no complete run of format v2 yet" + (

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 
+from benchmarks.common import latest_ok
 from benchmarks._vgg_io import measure
 from benchmarks.runner import ROOT
 
@@ -62,11 +63,6 @@ def run(ctx):
     return {"prepare": prep, **m}
 
 
-def _latest(entries):
-    ok = [e for e in entries if e.get("benchmark") and not e.get("exploratory") and e.get("status") == "ok"]
-    return ok[-1] if ok else None
-
-
 def headline(e):
     r = e["results"]
     return (f"{r['size_ratio']:.1f}× smaller than Keras' file ({r['bytes_per_nonzero']:.2f} B/nnz); encode "
@@ -75,7 +71,7 @@ def headline(e):
 
 def report(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries)
     if e is None:
         return "No reporting run yet."
     r, p = e["results"], e["results"]["prepare"]
@@ -98,7 +94,7 @@ def report(entries):
 
 def glance(entries):
     from benchmarks.render import run_ref
-    e = _latest(entries)
+    e = latest_ok(entries)
     if e is None:
         return []
     r = e["results"]
