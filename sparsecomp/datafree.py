@@ -120,16 +120,17 @@ def _magnitude_cut(w: np.ndarray, target: float) -> None:
         b[m < t] = 0
 
 
-def _cut(w: np.ndarray, criterion: str, target: float, q: float | None) -> np.ndarray:
+def _cut(w: np.ndarray, criterion: str, target: float, q: float | None, sigma: float | None = None) -> np.ndarray:
     """``w`` with its cut entries zeroed, *in place* (the callers pass their own copies), block by
-    block: beside the tensor only a block's worth of temporaries (one ``|w|`` copy for magnitude)."""
+    block: beside the tensor only a block's worth of temporaries (one ``|w|`` copy for magnitude).
+    ``sigma``: the tensor's standard deviation when already measured."""
     w = np.asarray(w)
     if not w.flags.writeable or not w.flags.c_contiguous:
         w = np.array(w, order="C")
     if criterion == "magnitude":
         _magnitude_cut(w, target)
         return w
-    cut = q * _sigma(w)
+    cut = q * (_sigma(w) if sigma is None else sigma)
     for b in _blocks(w):
         b[np.abs(b) < cut] = 0
     return w
@@ -142,11 +143,12 @@ def prune_data_free(model, target_sparsity: float, *, criterion: str = "std", ex
     out = clone_model(model)
     layers = [layer for layer in prunable_layers(out) if layer.name not in set(exclude)]
     kernels = {layer.name: np.asarray(kernel_of(layer).numpy()) for layer in layers}
-    q = threshold_for([_hist(w) for w in kernels.values()], target_sparsity) if criterion == "std" else None
+    stats = {name: _hist(w) for name, w in kernels.items()} if criterion == "std" else {}
+    q = threshold_for(list(stats.values()), target_sparsity) if criterion == "std" else None
     info = DataFreeInfo(criterion=criterion, target_sparsity=target_sparsity, q=q)
     zeros = size = 0
     for layer in layers:
-        w = _cut(kernels[layer.name], criterion, target_sparsity, q)
+        w = _cut(kernels[layer.name], criterion, target_sparsity, q, stats[layer.name][0] if stats else None)
         kernel_of(layer).assign(w)
         z = w.size - int(np.count_nonzero(w))
         info.sparsity[layer.name] = z / w.size if w.size else 0.0
@@ -205,6 +207,7 @@ def pack_data_free(src, dst, target_sparsity: float, *, criterion: str = "std", 
                                "prune_data_free", rule="argument.input", file=src)
     paths, stats = _kernel_stats(src, tuple(exclude), limits or Limits(), criterion)
     q = threshold_for(stats, target_sparsity) if criterion == "std" else None
+    sigmas = {path: st[0] for path, st in zip(paths, stats)}          # measured once, in the first pass
     info = DataFreeInfo(criterion=criterion, target_sparsity=target_sparsity, q=q)
     wanted = set(paths)
     counts = {"zeros": 0, "size": 0}
@@ -212,7 +215,7 @@ def pack_data_free(src, dst, target_sparsity: float, *, criterion: str = "std", 
     def transform(path, array):
         if path not in wanted:
             return array
-        w = _cut(array, criterion, target_sparsity, q)
+        w = _cut(array, criterion, target_sparsity, q, sigmas.get(path))
         b = bits if not isinstance(bits, dict) else bits.get("fc" if array.ndim == 2 else "conv")
         if b is not None:
             from .quantize import share
