@@ -105,19 +105,24 @@ def _magnitude_cut(w: np.ndarray, target: float) -> None:
     if not n:
         return
     mags = np.abs(w).reshape(-1)
-    t = np.partition(mags, n - 1)[n - 1]                  # the n-th smallest magnitude
+    t = np.partition(mags, n - 1)[n - 1]                  # the n-th smallest magnitude (NaN sorts last)
     del mags
-    below = 0
-    for b in _blocks(w):
-        below += int(np.count_nonzero(np.abs(b) < t))
-    ties = n - below                                      # entries equal to t still to cut, first ones first
-    for b in _blocks(w):
+    nan = bool(np.isnan(t))
+
+    def at_cut(m):                                        # the entries that tie at the cut
+        return np.isnan(m) if nan else m == t
+
+    def below(m):                                         # below the cut (every number, when it is NaN)
+        return ~np.isnan(m) if nan else m < t
+
+    ties = n - sum(int(np.count_nonzero(below(np.abs(b)))) for b in _blocks(w))
+    for b in _blocks(w):                                  # ties cut first ones first, as argsort would
         m = np.abs(b)
         if ties > 0:
-            eq = np.flatnonzero(m == t)[:ties]
+            eq = np.flatnonzero(at_cut(m))[:ties]
             b[eq] = 0
             ties -= len(eq)
-        b[m < t] = 0
+        b[below(m)] = 0
 
 
 def _cut(w: np.ndarray, criterion: str, target: float, q: float | None, sigma: float | None = None) -> np.ndarray:

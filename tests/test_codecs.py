@@ -213,6 +213,18 @@ def test_level_2_samples_big_tensors_and_level_3_tries_everything():
     assert codecs.choose(small, level=2).nbytes == min(e.nbytes for e in codecs.encode_all(small, level=2))
 
 
+def test_level_2_rules_depend_on_the_codecs_allowed():
+    rng = np.random.default_rng(5)
+    x = (rng.integers(1, 4, (300, 100)) * 0.5).astype("<f4")           # no zeros, three values
+    assert codecs.choose(x, level=2, codecs=["gaps"]).codec == "gaps"    # gaps is not skipped when alone
+    assert codecs.choose(x, level=2).codec != "gaps"                      # beside planes it is
+    big = (rng.standard_normal((1100, 1000)) * 0.05).astype(np.float32)
+    big[rng.random(big.shape) < 0.6] = 0                                  # gaps saves ~50%, not 8x
+    assert codecs.choose(big, level=2).codec == "gaps"
+    assert codecs.choose(big, level=2, min_ratio=8).codec == "dense"
+    assert len(codecs.sample_of(np.arange(10.0))) == 10                    # a small tensor is its own sample
+
+
 def test_scan_fills_byte_planes_in_place():
     from sparsecomp.storage.codecs.gaps import scan
     from sparsecomp.storage.codecs.values import split_planes

@@ -28,6 +28,15 @@ def test_magnitude_cut_matches_the_mask_with_ties_broken_by_position():
         assert info.sparsity["d"] == pytest.approx(round(target * k.size) / k.size)
 
 
+def test_magnitude_cut_with_nan_matches_the_mask():
+    """NaN sorts after every number: a cut that reaches it takes every number first, then NaNs in order."""
+    k = np.float32([[np.nan, 1.0, 2.0], [np.nan, 3.0, 4.0], [0.5, np.nan, 5.0]])
+    for target in (0.3, 2 / 3, 0.8, 1.0):
+        out, _ = prune_data_free(dense_model(k), target, criterion="magnitude")
+        want = np.where(magnitude_fraction_mask(k, target), k, 0)
+        assert np.array_equal(out.layers[0].kernel.numpy(), want, equal_nan=True)
+
+
 def test_std_cut_is_q_sigma_of_each_kernel():
     rng = np.random.default_rng(1)
     k = (rng.standard_normal((300, 200)) * 0.1).astype(np.float32)

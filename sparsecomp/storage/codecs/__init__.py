@@ -16,7 +16,7 @@ from ..tensors import count_nonzero
 from .base import Codec, Encoded, StreamRef, TensorHeader
 from .dense import Dense
 from .gaps import Gaps
-from .planes import Planes
+from .planes import CODED_VALUES_MAX, Planes
 from .shared import Shared
 
 __all__ = ["CODECS", "LOSSLESS", "register", "get", "choose", "encode_all", "pick", "estimate", "sample_of",
@@ -120,8 +120,11 @@ _SAMPLE_CHUNK = 2048
 
 
 def sample_of(array: np.ndarray) -> np.ndarray:
-    """A 1-D sample of ``array``: 16 runs of 2,048 consecutive entries (C order), evenly spread."""
+    """A 1-D sample of ``array``: 16 runs of 2,048 consecutive entries (C order), evenly spread
+    (the whole tensor, flattened, when it has no more entries than that)."""
     flat = array.reshape(-1)
+    if flat.size <= _SAMPLE_CHUNKS * _SAMPLE_CHUNK:
+        return flat.copy()
     step = flat.size // _SAMPLE_CHUNKS
     return np.concatenate([flat[i * step:i * step + _SAMPLE_CHUNK] for i in range(_SAMPLE_CHUNKS)])
 
@@ -156,10 +159,15 @@ def choose(array: np.ndarray, *, min_ratio: float = 1.0, level: int = 2, codecs=
     nnz = count_nonzero(array)
     best = CODECS["dense"].encode(array, level=level, max_ratio=max_ratio, nnz=nnz)
     best.nnz = nnz
+    if level == 2 and nnz == array.size and "planes" in names and array.dtype.itemsize > 1 \
+            and array.size >= 16 and array.nbytes <= CODED_VALUES_MAX:
+        # no zeros: gap positions say nothing, and ``planes`` stores the same value planes for less
+        names = tuple(n for n in names if n != "gaps")
     sampled = level == 2 and array.nbytes >= SAMPLED_BYTES
     if sampled:
         guess = estimate(array, level=level, codecs=names, max_ratio=max_ratio)
-        names = sorted((n for n in guess if n != "dense" and guess[n] <= (1 - SAMPLED_MIN_SAVING) * array.nbytes),
+        limit = min((1 - SAMPLED_MIN_SAVING) * array.nbytes, array.nbytes / min_ratio)
+        names = sorted((n for n in guess if n != "dense" and guess[n] <= limit),
                        key=lambda n: (guess[n], list(CODECS).index(n)))
     else:
         names = names[1:]

@@ -133,8 +133,6 @@ class Gaps(Codec):
             nnz = count_nonzero(array)
         if level <= 1 and nnz * (array.dtype.itemsize + 1) >= array.nbytes:
             return None          # raw positions and values would cost at least the dense bytes
-        if level == 2 and nnz == array.size and array.dtype.itemsize > 1:
-            return None          # positions say nothing: ``planes`` stores the same values for less
         if level <= 2 and nnz * array.dtype.itemsize > CODED_VALUES_MAX \
                 and nnz * array.dtype.itemsize >= array.nbytes:
             return None          # raw values alone already cost the dense bytes
