@@ -20,7 +20,7 @@ from ..errors import (CorruptFileError, InvalidTensorError, ResourceLimitError, 
                       UnsupportedFormatError)
 from .spec import COMPACT_MAX, HDF5_SIGNATURE, PREFIX, Limits
 
-__all__ = ["new_file", "new_group", "write_bytes", "fixed", "text", "TreeChecker", "check_signature",
+__all__ = ["new_file", "new_group", "write_bytes", "minimal_header", "fixed", "text", "TreeChecker", "check_signature",
            "check_framing", "open_h5", "natural_key", "nbytes_of", "numeric_ok", "VLEN_ATTRS", "VLEN_DATA",
            "vlen_encoding", "to_fixed", "from_fixed", "store_attrs", "restore_attrs", "ALLOWED_FILTERS"]
 
@@ -51,6 +51,44 @@ def new_group(parent: h5py.Group, name: str) -> h5py.Group:
     return h5py.Group(gid)
 
 
+_NO_ATTRS_HINT = []
+
+
+def _no_attrs_hint():
+    """libhdf5's ``H5Pset_dset_no_attrs_hint`` (1.10.5+), which h5py does not wrap, or ``None``.
+
+    A dataset that will never hold attributes then gets an object header without the ~180 bytes
+    HDF5 otherwise reserves for them (measured: 603 -> 421 bytes of overhead for the file's blob).
+    The library is the one h5py already loaded, found in this process's memory map (Linux); where
+    it cannot be found the files are the same HDF5, only that much bigger.
+    """
+    if not _NO_ATTRS_HINT:
+        fn = None
+        try:
+            import ctypes
+            with open("/proc/self/maps") as fh:
+                paths = {line.split()[-1] for line in fh if line.count("/")}
+            libs = [x for x in paths if Path(x).name.startswith("libhdf5") and not Path(x).name.startswith("libhdf5_")
+                    and ".so" in Path(x).name]
+            for lib in sorted(libs):
+                f = getattr(ctypes.CDLL(lib), "H5Pset_dset_no_attrs_hint", None)
+                if f is not None:
+                    f.argtypes, f.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
+                    fn = f
+                    break
+        except (OSError, AttributeError, ValueError):
+            fn = None
+        _NO_ATTRS_HINT.append(fn)
+    return _NO_ATTRS_HINT[0]
+
+
+def minimal_header(dcpl) -> None:
+    """Ask for a dataset object header without room for attributes (see :func:`_no_attrs_hint`)."""
+    fn = _no_attrs_hint()
+    if fn is not None:
+        fn(dcpl.id, 1)
+
+
 def write_bytes(parent: h5py.Group, name: str, data) -> h5py.Dataset:
     """A 1-D ``uint8`` dataset holding ``data``, without timestamps or filters.
 
@@ -62,6 +100,7 @@ def write_bytes(parent: h5py.Group, name: str, data) -> h5py.Dataset:
         else np.asarray(data).reshape(-1).view(np.uint8)
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_obj_track_times(False)
+    minimal_header(dcpl)
     if 0 < arr.size <= COMPACT_MAX:
         dcpl.set_layout(h5py.h5d.COMPACT)
     space = h5py.h5s.create_simple((arr.size,))

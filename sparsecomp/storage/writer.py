@@ -18,7 +18,7 @@ from ..version import __version__
 from ..errors import InvalidTensorError
 from . import codecs
 from .codecs import check_min_ratio
-from .h5tree import fixed, write_bytes
+from .h5tree import fixed, minimal_header, write_bytes
 from .index import file_entry, tensor_entry
 from .report import TensorRecord
 from .spec import BLOB, FORMAT, FORMAT_VERSION, INDEX_ATTR, LEVELS, Limits
@@ -44,6 +44,7 @@ def _write_streams(parent: h5py.Group, name: str, streams) -> None:
     total = sum(s.stored for s in streams)
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_obj_track_times(False)
+    minimal_header(dcpl)
     space = h5py.h5s.create_simple((total,))
     ds = h5py.Dataset(h5py.h5d.create(parent.id, name.encode(), h5py.h5t.STD_U8LE, space, dcpl=dcpl))
     at = 0
@@ -151,7 +152,8 @@ class Writer:
         packed = deflate(raw)            # the index is always deflated
         at = len(self.shared)
         self.shared += packed
-        write_bytes(self.out, BLOB, bytes(self.shared))
+        # the root's attributes before its last link: they then share one object header chunk
         self.out.attrs["format"] = fixed(FORMAT)
         self.out.attrs["format_version"] = np.int64(FORMAT_VERSION)
         self.out.attrs[INDEX_ATTR] = np.array([0, at, len(packed), len(raw)], np.int64)
+        write_bytes(self.out, BLOB, bytes(self.shared))
