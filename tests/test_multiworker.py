@@ -100,9 +100,12 @@ def test_decisions_and_masks_equal_a_single_process_run(runs, method):
     """Two workers sum the gradients of two half-batches where one process takes the whole batch:
     the same arithmetic up to rounding. Std-threshold and structured pruning must decide exactly
     alike; correlation pruning ranks weights by a statistic of their whole trajectory, where
-    rounding can move a weight that sits at the cut: at most 1 in 10,000 weights may differ, and
-    from then on the two runs train slightly different networks — their weights are compared at
-    1e-2 there, 1e-4 for the other methods."""
+    rounding can move a weight that sits at the cut, and from then on the two runs train different
+    networks: there the decisions must match, each decision's count of pruned weights within 1 in
+    1,000 (measured: 0 to 4 in 10,000, depending on the CPU), and each tensor's count of zeros within
+    1% (measured: masks differing in up to 0.6% of the weights on one CPU, 0.01% on another) —
+    elementwise comparison means nothing once the trajectories part. The other methods: masks
+    identical, weights within 1e-4."""
     import sparsecomp
     r = runs[method]
     a = json.loads((r["single"] / "out.json").read_text())["history"]
@@ -112,7 +115,7 @@ def test_decisions_and_masks_equal_a_single_process_run(runs, method):
     if method == "correlation":
         assert [d[:2] for d in da] == [d[:2] for d in db]             # the same layers, the same decisions
         for (_, _, na), (_, _, nb) in zip(da, db):
-            assert abs(na - nb) <= max(2, 1e-4 * na)
+            assert abs(na - nb) <= max(2, 1e-3 * na)
     else:
         assert da == db
     assert _vals(a) == pytest.approx(_vals(b), abs=2 / 512)          # at most two validation images apart
@@ -120,13 +123,15 @@ def test_decisions_and_masks_equal_a_single_process_run(runs, method):
     wa = sparsecomp.load(r["single"] / "out.sparse.h5").get_weights()
     wb = sparsecomp.load(r["dirs"][0] / "out.sparse.h5").get_weights()
     assert [w.shape for w in wa] == [w.shape for w in wb]
-    size = sum(w.size for w in wa)
+    if method == "correlation":
+        for u, v in zip(wa, wb):
+            assert abs(int(np.sum(u == 0)) - int(np.sum(v == 0))) <= max(2, 0.01 * u.size)
+        return
     differ = sum(int(np.sum((u == 0) != (v == 0))) for u, v in zip(wa, wb))
-    assert differ <= (1e-4 * size if method == "correlation" else 0), differ
-    tol = 1e-2 if method == "correlation" else 1e-4
+    assert differ == 0, differ
     for u, v in zip(wa, wb):
         both = (u != 0) & (v != 0)
-        np.testing.assert_allclose(u[both], v[both], rtol=0, atol=tol)
+        np.testing.assert_allclose(u[both], v[both], rtol=0, atol=1e-4)
 
 
 def test_a_killed_worker_stops_the_other_with_a_clear_error_and_resume_finishes(files, tmp_path):

@@ -38,7 +38,14 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     assert len(blocks) >= 2
     resnet = zoo.resnet_small()
     resnet.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    resnet.fit(x_train, y_train, epochs=8, verbose=0)    # BatchNorm statistics settle: well above chance
+    # BatchNorm's moving statistics lag the weights: train until the model in inference mode is well
+    # above chance on the examples the README's validation split will hold (8 epochs were enough on
+    # one CPU, 12 on another)
+    for _ in range(20):
+        resnet.fit(x_train, y_train, epochs=1, verbose=0)
+        if resnet.evaluate(x_train[-125:], y_train[-125:], verbose=0)[1] >= 0.8:
+            break
+    assert resnet.evaluate(x_train[-125:], y_train[-125:], verbose=0)[1] >= 0.8
     ns = {"model": model, "resnet": resnet, "x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
           "sparsecomp": sparsecomp, "print": lambda *a, **k: None}
     for block in blocks:
