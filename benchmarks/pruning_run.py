@@ -131,6 +131,8 @@ def run_pruning(ctx, model_name: str) -> dict:
         keras_bytes = sm["Keras dense .keras bytes (no optimizer)"]
         row = {"seed": seed, "prune_seconds": round(prune_seconds, 1), "steps": _steps(res.history),
                "baseline_val": res.history.baseline, "final_val": res.history.final_metric,
+               "final_tuning": getattr(res.history, "final_tuning", []),
+               "final_kept": getattr(res.history, "final_kept", 0),
                "epochs": res.history.epochs, "dense_params": sm["dense parameters"],
                "nonzero": sm["non-zero parameters after"], "reduction": sm["parameter reduction (dense / non-zero)"],
                "params_after_removal": sm["parameters after dead-unit removal"],

@@ -28,7 +28,7 @@ __all__ = ["add_prune_commands", "METHOD_FLAGS"]
 METHOD_FLAGS = {
     "std": {"groups": "groups", "q0": "q0", "step": "step", "max_q": "max_q", "min_step": "min_step",
             "max_reverts": "max_reverts", "group_settings": "group_settings", "one_shot": "one_shot", "q": "q",
-            "target_sparsity": "target_sparsity"},
+            "target_sparsity": "target_sparsity", "final_epochs": "final_epochs"},
     "correlation": {"q": "q", "p": "p", "record_fraction": "record_fraction", "max_cycles": "max_cycles",
                     "layers": "layers", "target_sparsity": "target_sparsity"},
     "structured": {"criterion": "criterion", "fraction": "fraction", "threshold": "threshold", "scope": "scope",
@@ -455,6 +455,9 @@ def _common(p, progress_flag, *, method_default="std"):
                    help="std --one-shot: the q to prune at; correlation: the magnitude cut in sigmas (default 1.0)")
     g.add_argument("--target-sparsity", type=float, default=None,
                    help="std, correlation: stop once this fraction of all kernel weights is zero")
+    g.add_argument("--final-epochs", type=int, default=None,
+                   help="std: after the schedule, up to this many epochs with every layer trainable (masks held); "
+                        "the best on validation is kept if it beats the schedule's end (default 0)")
     g = p.add_argument_group("--method correlation")
     g.add_argument("--p", type=float, default=None,
                    help="fraction of each layer's survivors with the weakest |r| that may go (default 0.4)")

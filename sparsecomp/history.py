@@ -61,14 +61,16 @@ class PruneHistory(JsonRecord):
     final_metric: float | None = None
     seconds: float = 0.0
     resumed: list = field(default_factory=list)      # steps after which a run was resumed
+    final_tuning: list = field(default_factory=list)  # validation metric after each final epoch
+    final_kept: int = 0                                # which final epoch was kept (0: none)
 
     def accepted_steps(self) -> list:
         return [s for s in self.steps if s.accepted]
 
     @property
     def epochs(self) -> int:
-        """Fine-tuning epochs spent in all (recording epochs included)."""
-        return sum(s.epochs for s in self.steps)
+        """Fine-tuning epochs spent in all (recording and final epochs included)."""
+        return sum(s.epochs for s in self.steps) + len(self.final_tuning)
 
     @classmethod
     def from_dict(cls, d: dict) -> "PruneHistory":

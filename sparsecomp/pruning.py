@@ -125,7 +125,7 @@ def dropouts_before(graph: LayerGraph, layer_name: str) -> list[str]:
 @guard_collectives
 def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, step: float = 0.1,
           max_q: float = 6.0, min_step: float | None = None, max_reverts: int | None = None,
-          group_settings: dict | None = None, target_sparsity: float | None = None,
+          group_settings: dict | None = None, target_sparsity: float | None = None, final_epochs: int = 0,
           one_shot: bool = False, q: float | None = None, rescale_dropout: bool = True, strategy=None,
           checkpoint_dir=None, resume: bool = False, interrupt_dir=None, progress=None,
           tuning: FineTuning | None = None, **tuning_kwargs):
@@ -151,6 +151,9 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
             and (with the convolutions frozen) fast ones.
         target_sparsity: stop the whole schedule once this fraction of all prunable kernels'
             weights is zero (``None``: prune as far as accuracy allows).
+        final_epochs: after the schedule, up to this many epochs with every layer trainable at once
+            (masks held, the rate decaying as in a step); the epoch with the best validation metric
+            is kept when it beats the schedule's end state (:meth:`FineTuner.polish`). ``0``: none.
         one_shot: prune every group once at ``q`` (default ``q0``) without fine-tuning.
         rescale_dropout: rescale Dropout in front of a pruned layer by ``sqrt(density)``.
         strategy: ``None``, a ``tf.distribute.Strategy``, or ``"default"``, ``"mirrored"``,
@@ -180,12 +183,14 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
         check_fraction("target_sparsity", target_sparsity)
     if q is not None:
         check_number("q", q, 0.0)
+    check_count("final_epochs", final_epochs)
     tuning = FineTuning.build(tuning, **tuning_kwargs)
     require_model(model)
     groups = normalize_groups(model, groups)
     group_settings = check_group_settings(group_settings, groups)
     settings = {"method": "std", "groups": groups, "q0": q0, "step": step, "max_q": max_q, "min_step": min_step,
-                "max_reverts": max_reverts, "group_settings": group_settings, "target_sparsity": target_sparsity, "one_shot": one_shot, "q": q, "rescale_dropout": rescale_dropout}
+                "max_reverts": max_reverts, "group_settings": group_settings, "target_sparsity": target_sparsity,
+                "final_epochs": final_epochs, "one_shot": one_shot, "q": q, "rescale_dropout": rescale_dropout}
     tuner = FineTuner(model, data, validation_data=validation_data, tuning=tuning, method="std", settings=settings,
                       strategy=strategy, checkpoint_dir=checkpoint_dir, resume=resume, interrupt_dir=interrupt_dir)
     names_all = list(groups)
@@ -284,6 +289,13 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
                 progress(st)
     except KeyboardInterrupt:
         raise tuner.interrupted(history) from None
+    if final_epochs and not one_shot and not history.final_tuning:
+        try:
+            history.final_tuning, history.final_kept = tuner.polish(final_epochs)
+        except KeyboardInterrupt:
+            raise tuner.interrupted(history) from None
+        log.info("final epochs %s=%s, kept epoch %d", tuning.metric,
+                 ["%.4f" % v for v in history.final_tuning], history.final_kept)
     history.final_sparsity = {n: tuner.masks.sparsity(n) for n in tuner.all_prunable}
     final = tuner.finish(history)
     return final, history

@@ -578,6 +578,29 @@ class FineTuner:
             value = self.evaluate()
         return value, used, self.passes(value)
 
+    def polish(self, epochs: int, callbacks=None) -> tuple[list, int]:
+        """After a schedule: every layer trains at once (masks held) for up to ``epochs`` epochs at
+        the step's decaying rate; the epoch with the best validation metric is kept when it beats
+        the state the schedule ended in, else that state stays.
+
+        The schedule fine-tunes one group at a time with the others frozen; training them
+        together at the end lets the layers adapt to each other's pruning. Returns ``(values,
+        kept)``: the validation metric after each epoch, and which epoch was kept (0: none).
+        """
+        if epochs <= 0:
+            return [], 0
+        start = self.evaluate()
+        best, kept, snap = start, 0, self.snapshot()
+        self.train_only(None)
+        values = []
+        for i in range(epochs):
+            self.fit(1, callbacks=callbacks, first=i)
+            values.append(self.evaluate())
+            if values[-1] > best + METRIC_TOL:
+                best, kept, snap = values[-1], i + 1, self.snapshot()
+        self.restore(snap)
+        return values, kept
+
     def budget_left(self) -> bool:
         return self.tuning.max_epochs is None or self.spent < self.tuning.max_epochs
 

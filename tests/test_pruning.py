@@ -258,6 +258,30 @@ def test_target_sparsity_stops_the_schedule(trained, mnist_small):
         sparsecomp.prune(trained, (x, y), target_sparsity=1.5)
 
 
+def test_final_epochs_train_every_layer_and_keep_the_best_on_validation(trained, mnist_small):
+    (x, y), _ = mnist_small
+    kw = dict(groups=[["fc1"], ["fc2", "fc3"]], q0=0.5, step=0.5, max_q=1.0, epochs=1, max_drop=0.05)
+    plain, h0 = sparsecomp.prune(trained, (x, y), **kw)
+    polished, h1 = sparsecomp.prune(trained, (x, y), final_epochs=2, **kw)
+    assert len(h1.final_tuning) == 2 and 0 <= h1.final_kept <= 2
+    assert h1.epochs == h0.epochs + 2
+    # the schedule is the same run up to the final epochs; the masks never move after it
+    assert [s.val_metric for s in h1.steps] == [s.val_metric for s in h0.steps]
+    for a, b in zip(plain.get_weights(), polished.get_weights()):
+        assert np.array_equal(a == 0, b == 0) or a.ndim == 1
+    best = max([h0.final_metric] + h1.final_tuning)
+    assert h1.final_metric == pytest.approx(best, abs=1e-6)          # kept: the best on validation
+    if h1.final_kept:
+        assert h1.final_metric > h0.final_metric
+        # every layer trained: the first group's kernel moved too (it was frozen while the second was pruned)
+        k0, k1 = plain.get_layer("fc1").get_weights()[0], polished.get_layer("fc1").get_weights()[0]
+        assert not np.array_equal(k0, k1)
+    else:
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(plain.get_weights(), polished.get_weights()))
+    with pytest.raises(BadArgumentError, match="final_epochs"):
+        sparsecomp.prune(trained, (x, y), final_epochs=-1)
+
+
 def test_max_epochs_is_a_fine_tuning_budget(trained, mnist_small):
     (x, y), _ = mnist_small
     _, hist = sparsecomp.prune(trained, (x, y), q0=0.5, step=0.5, max_q=5.0, epochs=1, recovery_epochs=0,
