@@ -252,13 +252,16 @@ def test_all_finite_checks_every_block():
 @pytest.mark.parametrize("case,rule", [
     ("short", "stream.truncated"), ("long", "stream.inflate"), ("trailing", "stream.trailing"),
     ("garbage", "stream.deflate"), ("raw_size", "stream.size"), ("coding", "stream.coding"),
+    ("declared_zero", "stream.inflate"),
 ])
 def test_stream_decoding_is_bounded(case, rule):
     data = bytes(range(256)) * 40
     packed = deflate(data)
     args = {"short": (packed, "deflate", len(data) + 10), "long": (packed, "deflate", len(data) - 10),
             "trailing": (packed + b"\0\0", "deflate", len(data)), "garbage": (b"\xff" * 50, "deflate", 100),
-            "raw_size": (data, "raw", len(data) + 1), "coding": (packed, "lzma", len(data))}[case]
+            "raw_size": (data, "raw", len(data) + 1), "coding": (packed, "lzma", len(data)),
+            # zlib reads a limit of 0 as none: a stream declaring 0 bytes must not be inflated at all
+            "declared_zero": (deflate(bytes(1 << 20)), "deflate", 0)}[case]
     with pytest.raises(InvalidTensorError) as e:
         decode_stream(*args, max_ratio=1024)
     assert e.value.rule == rule

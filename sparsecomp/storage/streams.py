@@ -135,9 +135,11 @@ def decode_stream(stored, coding: str, size: int, *, max_ratio: int, member=None
              f"{max_ratio})", "limit.compression")
     d = zlib.decompressobj(-15)
     try:
-        out = d.decompress(view, size)
+        # zlib reads a max_length of 0 as "no limit": a stream declaring 0 bytes is not inflated at all
+        out = d.decompress(view, size) if size else b""
+        rest = d.unconsumed_tail if size else view
         # output stopped at the declared size: what input is left may only end the stream
-        if d.unconsumed_tail and d.decompress(d.unconsumed_tail, 1):
+        if rest and d.decompress(rest, 1):
             fail(InvalidTensorError, "deflate stream inflates past its declared size", "stream.inflate")
     except zlib.error as exc:
         fail(InvalidTensorError, f"corrupt deflate stream ({exc})", "stream.deflate")
