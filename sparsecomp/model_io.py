@@ -31,7 +31,7 @@ from .storage import unpack as unpack_tree
 from .storage.guard import guarded
 from .storage.h5tree import new_file
 from .storage.h5tree import text
-from .storage.spec import HDF5_SIGNATURE, KERAS_WEIGHTS_MEMBER, OPTIMIZER_GROUPS
+from .storage.spec import FORMAT_VERSION, HDF5_SIGNATURE, KERAS_WEIGHTS_MEMBER, OPTIMIZER_GROUPS
 
 __all__ = ["save", "load", "unpack", "inspect", "verify", "keras_baseline_bytes", "resolve_architecture",
            "clone_model", "is_sparse_file"]
@@ -119,7 +119,7 @@ def save(model, path, *, min_ratio: float = 1.0, include_optimizer: bool = False
             writer.member({"name": "config.json", "compress_type": 0, "tree": False}, config)
             writer.close()
     return StorageReport(file=str(path), kind="model", file_bytes=path.stat().st_size, records=writer.records,
-                         optimizer_dropped=dropped, format_version=2)
+                         optimizer_dropped=dropped, format_version=FORMAT_VERSION)
 
 
 def resolve_architecture(spec):
@@ -358,6 +358,7 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
                     raise CorruptFileError(f"Keras could not rebuild the model: {exc}",
                                            rule="keras.rebuild", file=path) from None
             _set_model_weights(r, model, restore_optimizer=compile)
+            r.check_digest()               # version 3, every tensor read: the file digest
             return model
         if kind == "keras":
             config = _config_from(r)
@@ -367,6 +368,7 @@ def load(path, *, architecture=None, custom_objects=None, safe_mode: bool = True
             model = _load_h5(r, path, architecture=architecture, custom_objects=custom_objects, safe_mode=safe_mode,
                              compile=compile, limits=limits)
             if model is not None:
+                r.check_digest()
                 return model
         source_name = r.meta["source_name"] or ""
     suffix = ".keras" if kind == "keras" else (".weights.h5" if source_name.endswith(".weights.h5") else ".h5")

@@ -1,4 +1,5 @@
-"""The codecs of format version 2: exact round trips, exact costs, header checks, bounded streams."""
+"""The codecs of format versions 2 and 3: exact round trips, exact costs, header checks, bounded streams
+(``raw``, ``deflate`` and version 3's ``zdict``)."""
 
 import zlib
 
@@ -249,28 +250,53 @@ def test_all_finite_checks_every_block():
     assert not all_finite(a, block=1000) and all_finite(np.zeros(0, np.float32))
 
 
+@pytest.mark.parametrize("coding", ["deflate", "zdict"])
 @pytest.mark.parametrize("case,rule", [
     ("short", "stream.truncated"), ("long", "stream.inflate"), ("trailing", "stream.trailing"),
     ("garbage", "stream.deflate"), ("raw_size", "stream.size"), ("coding", "stream.coding"),
-    ("declared_zero", "stream.inflate"),
+    ("cut", "stream.truncated"), ("declared_zero", "stream.inflate"),
 ])
-def test_stream_decoding_is_bounded(case, rule):
-    data = bytes(range(256)) * 40
-    packed = deflate(data)
-    args = {"short": (packed, "deflate", len(data) + 10), "long": (packed, "deflate", len(data) - 10),
-            "trailing": (packed + b"\0\0", "deflate", len(data)), "garbage": (b"\xff" * 50, "deflate", 100),
+def test_stream_decoding_is_bounded(case, rule, coding):
+    data = b'{"module":"keras.layers","class_name":"Dense","config":{"units":%d}},' * 40 % tuple(range(40))
+    packed = deflate(data, zdict=coding == "zdict")
+    args = {"short": (packed, coding, len(data) + 10), "long": (packed, coding, len(data) - 10),
+            "trailing": (packed + b"\0\0", coding, len(data)), "garbage": (b"\xff" * 50, coding, 100),
             "raw_size": (data, "raw", len(data) + 1), "coding": (packed, "lzma", len(data)),
+            "cut": (packed[:-3], coding, len(data)),
             # zlib reads a limit of 0 as none: a stream declaring 0 bytes must not be inflated at all
-            "declared_zero": (deflate(bytes(1 << 20)), "deflate", 0)}[case]
+            "declared_zero": (deflate(bytes(1 << 20), zdict=coding == "zdict"), coding, 0)}[case]
     with pytest.raises(InvalidTensorError) as e:
         decode_stream(*args, max_ratio=1024)
     assert e.value.rule == rule
 
 
-def test_stream_ratio_bomb_refused_before_inflating():
-    bomb = deflate(bytes(1 << 20))
+@pytest.mark.parametrize("coding", ["deflate", "zdict"])
+def test_stream_ratio_bomb_refused_before_inflating(coding):
+    bomb = deflate(bytes(1 << 20), zdict=coding == "zdict")
     assert len(bomb) * 1024 < (1 << 20) * 2
     with pytest.raises(ResourceLimitError) as e:
-        decode_stream(bomb, "deflate", 1 << 30, max_ratio=1024)
+        decode_stream(bomb, coding, 1 << 30, max_ratio=1024)
     assert e.value.rule == "limit.compression"
-    assert zlib.decompress(bomb, -15) == bytes(1 << 20)
+    assert decode_stream(bomb, coding, 1 << 20, max_ratio=1024) == bytes(1 << 20)
+
+
+def test_zdict_is_deflate_with_the_preset_dictionary():
+    """``zdict`` streams decode with ``zlib.decompressobj(-15, zdict=D)`` and need D: read as plain
+    deflate they refuse (a distance into the missing dictionary); the writer keeps it only where it
+    is smaller, which Keras config text is and tensor bytes are not."""
+    from sparsecomp.storage.zdict import ZDICT
+    config = (b'{"module":"keras","class_name":"Sequential","config":{"name":"mlp","trainable":true,"dtype":'
+              b'{"module":"keras","class_name":"DTypePolicy","config":{"name":"float32"},"registered_name":null},'
+              b'"layers":[{"module":"keras.layers","class_name":"Dense","config":{"name":"dense","units":8}}]}}')
+    s = code_stream("file", config, level=2, dictionary=True)
+    assert s.coding == "zdict" and s.stored < len(deflate(config)) < len(config)
+    d = zlib.decompressobj(-15, zdict=ZDICT)
+    assert d.decompress(bytes(s.data)) == config and d.eof
+    assert bytes(decode_stream(s.data, "zdict", len(config), max_ratio=1024)) == config
+    with pytest.raises(InvalidTensorError) as e:
+        decode_stream(s.data, "deflate", len(config), max_ratio=1024)
+    assert e.value.rule == "stream.deflate"
+    assert code_stream("file", config, level=2).coding == "deflate"           # only where asked for
+    assert code_stream("file", config, level=1, dictionary=True).coding == "raw"
+    noise = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    assert code_stream("file", noise, level=3, dictionary=True).coding == "raw"

@@ -1,11 +1,10 @@
 """Files of format version 1 keep loading: golden files written by the version-1 writer, and the
 version-1 CSR checks (every invariant caught before SciPy sees the arrays)."""
 
-import h5py
 import numpy as np
 import pytest
 import scipy.sparse
-from conftest import ROOT
+from conftest import GOLDEN, check_golden_model, check_golden_packed, golden_expected, golden_versions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,56 +13,32 @@ from sparsecomp import InvalidTensorError
 from sparsecomp.storage.tensors import view_shape_2d
 from sparsecomp.storage.v1 import csr_to_dense, validate_csr
 
-GOLDEN = ROOT / "tests" / "golden"
-
-
 @pytest.fixture(scope="module")
 def expected():
-    with np.load(GOLDEN / "expected.npz") as z:
-        return {k: z[k] for k in z.files}
+    return golden_expected("expected.npz")
 
 
 def test_golden_files_are_version_1():
-    for name in ("v1_h5", "v1_model", "v1_hostile_base"):
-        with h5py.File(GOLDEN / f"{name}.sparse.h5") as f:
-            assert int(f.attrs["format_version"]) == 1
+    assert golden_versions("v1_h5", "v1_model", "v1_hostile_base") == [1, 1, 1]
 
 
 def test_v1_packed_file_reads_bit_exactly(expected, tmp_path):
-    rep = sparsecomp.verify(GOLDEN / "v1_h5.sparse.h5")
+    rep = check_golden_packed(GOLDEN / "v1_h5.sparse.h5", expected, tmp_path / "back.h5")
     assert rep.format_version == 1 and {r.encoding for r in rep.records} == {"csr", "dense"}
-    got = dict(sparsecomp.read_tensors(GOLDEN / "v1_h5.sparse.h5"))
-    assert set(got) == {k[3:] for k in expected if k.startswith("h5:")}
-    for k, a in got.items():
-        want = expected["h5:" + k]
-        assert a.dtype == want.dtype and a.shape == want.shape and a.tobytes() == want.tobytes()
-    out = sparsecomp.unpack(GOLDEN / "v1_h5.sparse.h5", tmp_path / "back.h5")
-    with h5py.File(out) as f:
-        assert f["layers/dense/vars"].attrs["name"] == "dense"
-        assert h5py.check_string_dtype(f["layers/dense/vars"].attrs.get_id("name").dtype).length is None  # vlen again
-        assert f["layers/dense/vars/0"][()].tobytes() == expected["h5:layers/dense/vars/0"].tobytes()
-        assert f["step"][()] == 7
 
 
 def test_v1_model_file_loads_and_predicts_exactly(expected):
-    m = sparsecomp.load(GOLDEN / "v1_model.sparse.h5")
-    for i, w in enumerate(m.get_weights()):
-        assert w.tobytes() == expected[f"model:{i}"].tobytes()
-    # The weights are bit-exact (above); the forward pass is compared to the golden output within
-    # float32 rounding, since oneDNN's kernels (and so the last bit) differ between CPUs.
-    np.testing.assert_allclose(m.predict(expected["model_input"], verbose=0), expected["model_output"],
-                               rtol=1e-5, atol=1e-6)
-    rep = sparsecomp.inspect(GOLDEN / "v1_model.sparse.h5", baseline=False)
+    rep = check_golden_model(GOLDEN / "v1_model.sparse.h5", expected)
     assert rep.format_version == 1 and rep.records[0].encoding == "csr" and "positions" in rep.records[0].streams
 
 
-def test_a_v1_file_repacked_is_version_2_and_identical(expected, tmp_path):
+def test_a_v1_file_repacked_is_the_current_version_and_identical(expected, tmp_path):
     """What a user does with an old file: unpack it and pack it again."""
     sparsecomp.unpack(GOLDEN / "v1_h5.sparse.h5", tmp_path / "src.h5")
-    rep = sparsecomp.pack(tmp_path / "src.h5", tmp_path / "v2.sparse.h5")
-    assert rep.format_version == 2
-    assert (tmp_path / "v2.sparse.h5").stat().st_size < (GOLDEN / "v1_h5.sparse.h5").stat().st_size
-    assert {k: v.tobytes() for k, v in sparsecomp.read_tensors(tmp_path / "v2.sparse.h5")} == \
+    rep = sparsecomp.pack(tmp_path / "src.h5", tmp_path / "new.sparse.h5")
+    assert rep.format_version == sparsecomp.storage.FORMAT_VERSION == 3
+    assert (tmp_path / "new.sparse.h5").stat().st_size < (GOLDEN / "v1_h5.sparse.h5").stat().st_size
+    assert {k: v.tobytes() for k, v in sparsecomp.read_tensors(tmp_path / "new.sparse.h5")} == \
         {k: v.tobytes() for k, v in sparsecomp.read_tensors(GOLDEN / "v1_h5.sparse.h5")}
 
 

@@ -83,7 +83,7 @@ def test_the_base_files_pass_every_verb(hostile, tmp_path):
     """Each class breaks exactly one thing of a file that is otherwise accepted."""
     d, _paths = hostile
     for base in (d / "_base.sparse.h5", ROOT / "tests" / "golden" / "v1_hostile_base.sparse.h5",
-                 d / "_work" / "model.sparse.h5"):
+                 ROOT / "tests" / "golden" / "v2_h5.sparse.h5", d / "_work" / "model.sparse.h5"):
         rep = sparsecomp.verify(base)
         assert rep.records and sparsecomp.inspect(base, baseline=False).to_dict()["totals"] == rep.to_dict()["totals"]
         out = tmp_path / (base.stem + (".keras" if rep.kind == "model" else ".h5"))

@@ -164,7 +164,7 @@ def _check_written(d, argv, out):
     path = d / argv[argv.index("-o") + 1]
     assert path.is_file()
     report = sparsecomp.verify(path)
-    assert report.format_version == 2
+    assert report.format_version == 3
     tensor_level = argv[1] == "weights.h5" and "--architecture" not in argv
     model = sparsecomp.load(path, architecture="mymodels:lenet" if tensor_level else None)
     xs = np.load(d / "data.npz")["x_test"][:8, ..., None].astype("float32") / 255

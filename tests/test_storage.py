@@ -1,4 +1,4 @@
-"""Tensor level: pack/unpack of HDF5 and .keras checkpoints (format version 2), and refusal of bad files."""
+"""Tensor level: pack/unpack of HDF5 and .keras checkpoints (format version 3), and refusal of bad files."""
 
 import json
 import os
@@ -16,9 +16,10 @@ import sparsecomp
 from sparsecomp import (CorruptFileError, InvalidTensorError, UnsafeModelError, UnsupportedFormatError,
                         WriteError)
 from sparsecomp.storage import atomic_output
+from sparsecomp.storage.zdict import ZDICT
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-from make_hostile import Parts, rebuild  # noqa: E402
+from make_hostile import Parts, inflate, rebuild  # noqa: E402
 
 
 def keras2_layout(path, rng, sparsity=0.9, with_optimizer=True):
@@ -59,7 +60,7 @@ def test_keras2_layout_round_trip(tmp_path, rng):
     rep = sparsecomp.pack(src, tmp_path / "k2.sparse.h5")
     assert rep.totals("weights")["params"] == 50 * 30 + 30 + 30 * 10 + 10
     assert rep.totals("optimizer")["params"] == 1 + 50 * 30
-    assert any(r.encoding == "gaps" for r in rep.records) and rep.format_version == 2
+    assert any(r.encoding == "gaps" for r in rep.records) and rep.format_version == 3
     sparsecomp.unpack(tmp_path / "k2.sparse.h5", tmp_path / "back.h5")
     assert h5_content(src) == h5_content(tmp_path / "back.h5")
 
@@ -163,11 +164,13 @@ def test_the_file_documents_itself(keras_files, tmp_path):
     p = tmp_path / "p.sparse.h5"
     sparsecomp.pack(d / "m.keras", p)
     with h5py.File(p) as f:
-        assert f.attrs["format"] == b"sparsecomp" and int(f.attrs["format_version"]) == 2
+        assert f.attrs["format"] == b"sparsecomp" and int(f.attrs["format_version"]) == 3
         blob, at, stored, size = (int(v) for v in f.attrs["index"])
-        doc = json.loads(zlib.decompress(f["blob"][at:at + stored].tobytes(), -15))
-        assert len(json.dumps(doc).encode()) == size or size > 0
+        raw = zlib.decompressobj(-15, zdict=ZDICT).decompress(f["blob"][at:at + stored].tobytes())
+        doc = json.loads(raw)
+        assert len(raw) == size
         assert doc["kind"] == "keras" and {t["codec"] for t in doc["tensors"]} <= set(sparsecomp.storage.CODECS)
+        assert all(len(t["digest"]) == 8 and "sha256" not in t for t in doc["tensors"]) and len(doc["sha256"]) == 64
         assert [m["name"] for m in doc["files"]][:1] and "tree" in f
 
 
@@ -423,3 +426,150 @@ def test_blob_dataset_header_keeps_no_room_for_attributes(tmp_path):
     assert (tmp_path / "b.h5").stat().st_size - len(data) < 300        # 447 without the hint, 265 with it
     with h5py.File(tmp_path / "b.h5") as f:
         assert f["blob"][()].tobytes() == data
+
+
+# ---- format version 3: the preset dictionary, digests ---------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_preset_dictionary_is_the_pinned_constant():
+    """D is part of the format: its SHA-256 is pinned in spec.py and FORMAT.md, whose appendix holds
+    the whole text (64 lines of 64 characters, concatenated without their line ends)."""
+    import hashlib
+    import re
+    from sparsecomp.storage.spec import ZDICT_SHA256
+    assert len(ZDICT) <= 4096 and ZDICT.isascii() and hashlib.sha256(ZDICT).hexdigest() == ZDICT_SHA256
+    spec = (ROOT / "docs" / "FORMAT.md").read_text()
+    appendix = spec[spec.index("## Appendix: the preset dictionary"):]
+    block = re.search(r"```text\n(.*?)\n```", appendix, re.S).group(1)
+    assert block.replace("\n", "").encode("ascii") == ZDICT
+    assert ZDICT_SHA256 in spec
+
+
+def _lenet5_pruned(sparsity=0.95):
+    from conftest import prune_by_magnitude
+    from models.zoo import lenet5
+    import keras
+    keras.utils.set_random_seed(0)
+    return prune_by_magnitude(lenet5(), sparsity)
+
+
+def as_version_2(src, dst):
+    """The same file as the version-2 writer laid it out: a full SHA-256 per tensor, no file
+    digest, members deflated without the dictionary, the index plainly deflated."""
+    digests = {}
+    with sparsecomp.storage.Reader(src) as r:
+        for t in r.tensors():
+            from sparsecomp.storage.tensors import tensor_digest
+            digests[t.path] = tensor_digest(r.read(t))
+
+    def edit(p):
+        p.version = 2
+        del p.doc["sha256"]
+        for t in p.doc["tensors"]:
+            del t["digest"]
+            t["sha256"] = digests[t["path"]]
+        for f in p.doc["files"]:
+            if "stream" in f and f["stream"][0] == "zdict":
+                data = inflate(bytes(p.blob0[f["at"]:f["at"] + f["stream"][1]]), "zdict")
+                packed = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+                packed = packed.compress(data) + packed.flush()
+                f["at"], f["stream"] = len(p.blob0), ["deflate", len(packed), len(data)]
+                p.blob0 += packed            # the old bytes stay, unreferenced: not counted below
+    return rebuild(src, dst, edit)
+
+
+def test_version_3_round_trip_is_bit_exact_deterministic_and_smaller_than_version_2(tmp_path):
+    m = _lenet5_pruned()
+    rep = sparsecomp.save(m, tmp_path / "a.sparse.h5")
+    sparsecomp.save(m, tmp_path / "b.sparse.h5")
+    assert rep.format_version == 3
+    assert (tmp_path / "a.sparse.h5").read_bytes() == (tmp_path / "b.sparse.h5").read_bytes()
+    back = sparsecomp.load(tmp_path / "a.sparse.h5")
+    assert all(a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(m.get_weights(), back.get_weights()))
+    v3 = Parts(tmp_path / "a.sparse.h5")
+    assert v3.version == 3 and next(f for f in v3.doc["files"] if f["name"] == "config.json")["stream"][0] == "zdict"
+    v2 = Parts(as_version_2(tmp_path / "a.sparse.h5", tmp_path / "v2.sparse.h5"))
+    assert {k: a.tobytes() for k, a in sparsecomp.read_tensors(tmp_path / "v2.sparse.h5")} == \
+        {f"{layer.name}/{k}": w.numpy().tobytes() for layer in m.layers for k, w in enumerate(layer.weights)}
+
+    def metadata(path, parts):
+        """Stored bytes of the index and of config.json: what the two versions lay out differently."""
+        with h5py.File(path) as f:
+            index = int(f.attrs["index"][2])
+        return index, next(f for f in parts.doc["files"] if f["name"] == "config.json")["stream"][1]
+    (i2, c2), (i3, c3) = metadata(tmp_path / "v2.sparse.h5", v2), metadata(tmp_path / "a.sparse.h5", v3)
+    assert i3 < 0.65 * i2 and c3 < 0.5 * c2, (i2, c2, i3, c3)
+
+
+def _tamper_file_digest(p):
+    p.doc["sha256"] = "0" * 64
+
+
+def test_file_digest_mismatch_is_refused_by_every_full_read(packed, tmp_path):
+    bad = rebuild(packed, tmp_path / "bad.sparse.h5", _tamper_file_digest)
+    for read in (sparsecomp.verify, lambda q: list(sparsecomp.read_tensors(q)),
+                 lambda q: sparsecomp.unpack(q, tmp_path / "out.h5")):
+        with pytest.raises(CorruptFileError) as e:
+            read(bad)
+        assert e.value.rule == "file.checksum" and "expects sha256 " + "0" * 64 in str(e.value)
+    assert not (tmp_path / "out.h5").exists()
+    assert len(list(sparsecomp.read_tensors(bad, verify=False))) == len(Parts(bad).doc["tensors"])  # none asked
+
+
+def test_file_digest_mismatch_refused_when_a_model_loads(tmp_path):
+    import keras
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    sparsecomp.save(m, tmp_path / "m.sparse.h5")
+    bad = rebuild(tmp_path / "m.sparse.h5", tmp_path / "bad.sparse.h5", _tamper_file_digest)
+    with pytest.raises(CorruptFileError) as e:
+        sparsecomp.load(bad)
+    assert e.value.rule == "file.checksum"
+
+
+def test_tensor_digest_prefix_mismatch_is_refused(packed, tmp_path):
+    def edit(p):
+        t = p.doc["tensors"][0]
+        t["digest"] = format((int(t["digest"], 16) + 1) % (1 << 32), "08x")
+    bad = rebuild(packed, tmp_path / "bad.sparse.h5", edit)
+    with pytest.raises(InvalidTensorError) as e:
+        sparsecomp.verify(bad)
+    assert e.value.rule == "tensor.checksum"
+
+
+def test_a_subset_read_checks_the_prefixes_only(packed, tmp_path):
+    """The file digest needs every tensor: reading some checks their 8 hex digits, no more."""
+    bad = rebuild(packed, tmp_path / "bad.sparse.h5", _tamper_file_digest)
+    with sparsecomp.storage.Reader(bad) as r:
+        entries = r.tensors()
+        r.read(entries[0])
+        assert r.check_digest() is False                   # a subset: nothing to check yet
+        for t in entries[1:]:
+            r.read(t, verify=False)
+        assert r.check_digest() is False                   # not every tensor verified
+        for t in entries[1:]:
+            r.read(t)
+        with pytest.raises(CorruptFileError) as e:
+            r.check_digest()
+        assert e.value.rule == "file.checksum"
+    with sparsecomp.storage.Reader(packed) as r:
+        for t in r.tensors():
+            r.read(t)
+        assert r.check_digest() is True
+    with sparsecomp.storage.Reader(ROOT / "tests" / "golden" / "v2_h5.sparse.h5") as r:
+        for t in r.tensors():
+            r.read(t)                                      # a full SHA-256 per tensor, checked here
+        assert r.check_digest() is False                   # version 2 has no file digest
+
+
+def test_zdict_stream_in_a_version_2_file_is_refused(tmp_path):
+    def edit(p):
+        assert p.version == 2
+        path = p.doc["tensors"][0]["path"]
+        s = p.streams(path)
+        p.set_streams(path, s, codings=["zdict"] + ["raw"] * (len(s) - 1))
+    bad = rebuild(ROOT / "tests" / "golden" / "v2_h5.sparse.h5", tmp_path / "bad.sparse.h5", edit)
+    with pytest.raises(CorruptFileError) as e:
+        sparsecomp.verify(bad)
+    assert e.value.rule == "stream.coding"

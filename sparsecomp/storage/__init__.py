@@ -6,9 +6,10 @@ Layout of this package (dependencies point down):
 - :mod:`.guard` — library errors on bad input become ours;
 - :mod:`.h5tree` — the hardened HDF5 walk, framing checks, attribute copying;
 - :mod:`.atomic` — atomic output;
-- :mod:`.tensors`, :mod:`.streams` — bit patterns and byte streams (raw or deflate, bounded);
+- :mod:`.zdict` — the version-3 preset dictionary ``D`` (a constant of the format);
+- :mod:`.tensors`, :mod:`.streams` — bit patterns and byte streams (raw, deflate or zdict, bounded);
 - :mod:`.codecs` — one module per encoding and the registry the size check picks from;
-- :mod:`.index` — the version-2 index, written and checked;
+- :mod:`.index` — the index of versions 2 and 3, written and checked;
 - :mod:`.writer`, :mod:`.reader` (+ :mod:`.v1` for version-1 files);
 - :mod:`.pack`, :mod:`.inspect` — the public verbs; :mod:`.report` — what they return.
 

@@ -1,19 +1,21 @@
-"""The version-2 index: one JSON document that says where every tensor's streams are.
+"""The index (format versions 2 and 3): one JSON document that says where every tensor's streams are.
 
-Written deflated at the end of blob 0 (root attribute ``index`` gives its place), so a file's
-metadata is a few hundred bytes of HDF5 headers plus this. :func:`parse_index` checks every field
-of a hostile index — types, ranges, names, declared sizes against :class:`Limits`, stream extents
-inside their blobs and never overlapping, and each codec's own header rules — before anything it
-declares is decoded. The schema is ``docs/FORMAT.md``'s; field by field:
+Written deflated (version 3: with the preset dictionary ``D``) at the end of blob 0 (root
+attribute ``index`` gives its place), so a file's metadata is a few hundred bytes of HDF5 headers
+plus this. :func:`parse_index` checks every field of a hostile index — types, ranges, names,
+declared sizes against :class:`Limits`, stream extents inside their blobs and never overlapping,
+and each codec's own header rules — before anything it declares is decoded. The schema is ``docs/FORMAT.md``'s; field by field:
 
 ``writer``, ``kind``, ``source`` (``{"name", "bytes"}`` or null), ``min_ratio``, ``level``,
 ``optimizer_dropped``, ``keras_version`` (or null), ``blobs`` (sizes of blobs 1, 2, ...),
 ``tensors`` (entries below) and ``files`` (archive members: ``name``, ``compress_type``, ``tree``
-and, for a stored member, ``blob``, ``at``, ``stream``).
+and, for a stored member, ``blob``, ``at``, ``stream``); version 3 adds ``sha256`` (the file
+digest: SHA-256 of the tensors' SHA-256 digests, in index order).
 A tensor entry: ``path``, ``shape``, ``dtype``, ``nnz``, ``codec``, ``params``, ``blob``, ``at``,
 ``streams`` (``[coding, stored bytes, decoded bytes]`` each, laid out back to back from ``at``),
-``sha256``; optional ``name`` (a Keras variable path), ``category`` (``"optimizer"``) and
-``attrs`` (``true``: the source dataset's attributes are on a placeholder group in ``/tree``).
+the tensor's SHA-256 (version 2: ``sha256``, 64 hex digits; version 3: ``digest``, its first 8);
+optional ``name`` (a Keras variable path), ``category`` (``"optimizer"``) and ``attrs``
+(``true``: the source dataset's attributes are on a placeholder group in ``/tree``).
 """
 
 from __future__ import annotations
@@ -27,18 +29,24 @@ import numpy as np
 from ..errors import CorruptFileError, InvalidTensorError, ResourceLimitError, UnsupportedFormatError
 from . import codecs
 from .codecs import StreamRef, TensorHeader
-from .spec import KINDS, LEVELS, Limits
-from .streams import CODINGS
+from .spec import DIGEST_PREFIX, KINDS, LEVELS, Limits
+from .streams import CODINGS, codings
 from .tensors import is_storable
 
 __all__ = ["IndexEntry", "FileEntry", "Index", "parse_index", "tensor_entry", "file_entry"]
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX_PREFIX = re.compile(rf"[0-9a-f]{{{DIGEST_PREFIX}}}")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f]")
-_TOP = {"writer": str, "kind": str, "source": (dict, type(None)), "min_ratio": (int, float), "level": int,
-        "optimizer_dropped": bool, "keras_version": (str, type(None)), "blobs": list, "tensors": list,
-        "files": list}
-_TENSOR_REQUIRED = ("path", "shape", "dtype", "nnz", "codec", "params", "blob", "at", "streams", "sha256")
+_TOP_V2 = {"writer": str, "kind": str, "source": (dict, type(None)), "min_ratio": (int, float), "level": int,
+           "optimizer_dropped": bool, "keras_version": (str, type(None)), "blobs": list, "tensors": list,
+           "files": list}
+_TOP = {2: _TOP_V2, 3: dict(_TOP_V2, sha256=str)}
+_TENSOR_BASE = ("path", "shape", "dtype", "nnz", "codec", "params", "blob", "at", "streams")
+#: Per version: the tensor entry's required fields, and the one holding its checksum with its form.
+_TENSOR_REQUIRED = {2: _TENSOR_BASE + ("sha256",), 3: _TENSOR_BASE + ("digest",)}
+_CHECKSUM = {2: ("sha256", _HEX64, "64 lowercase hex digits"),
+             3: ("digest", _HEX_PREFIX, f"{DIGEST_PREFIX} lowercase hex digits")}
 _TENSOR_OPTIONAL = ("name", "category", "attrs")
 
 
@@ -48,7 +56,7 @@ class IndexEntry:
 
     header: TensorHeader
     nnz: int
-    sha256: str
+    digest: str                      # the tensor's SHA-256 as stored: 64 hex digits (v2) or the first 8 (v3)
     name: str | None = None
     category: str = "weights"
     attrs: bool = False
@@ -70,14 +78,16 @@ class Index:
     blob_sizes: list                 # blob 0 first (its size: up to the end of the index)
     tensors: list = field(default_factory=list)
     files: list = field(default_factory=list)
+    sha256: str | None = None        # version 3: the file digest (SHA-256 of the tensors' SHA-256 digests)
 
 
 def tensor_entry(path, array, enc, *, blob: int, at: int, digest: str, name=None, category="weights",
                  attrs=False) -> dict:
-    """The JSON entry the writer stores for one encoded tensor."""
+    """The JSON entry the writer stores for one encoded tensor (``digest``: its SHA-256, hex; the
+    entry keeps the first :data:`~.spec.DIGEST_PREFIX` digits)."""
     d = {"path": path, "shape": [int(s) for s in array.shape], "dtype": array.dtype.str, "nnz": int(enc.nnz),
          "codec": enc.codec, "params": enc.params, "blob": blob, "at": at,
-         "streams": [[s.coding, s.stored, s.size] for s in enc.streams], "sha256": digest}
+         "streams": [[s.coding, s.stored, s.size] for s in enc.streams], "digest": digest[:DIGEST_PREFIX]}
     if name is not None:
         d["name"] = name
     if category != "weights":
@@ -96,9 +106,10 @@ def file_entry(member: dict, stream=None, *, blob: int = 0, at: int = 0) -> dict
 
 
 class _Checker:
-    def __init__(self, limits: Limits, file):
+    def __init__(self, limits: Limits, file, version: int):
         self.limits = limits
         self.file = file
+        self.codings = codings(version)
         self.total = 0
         self.extents: list[tuple[int, int, int, str]] = []
 
@@ -119,8 +130,11 @@ class _Checker:
 
     def stream(self, raw, member, blob_sizes, blob, at) -> StreamRef:
         if not isinstance(raw, list) or len(raw) != 3 or raw[0] not in CODINGS:
-            self.fail(f"a stream must be [coding in {list(CODINGS)}, stored, size], not {raw!r}", member=member)
+            self.fail(f"a stream must be [coding in {list(self.codings)}, stored, size], not {raw!r}", member=member)
         coding = raw[0]
+        if coding not in self.codings:
+            self.fail(f"stream coding {coding!r} does not exist in this format version (it has "
+                      f"{list(self.codings)})", rule="stream.coding", member=member)
         stored = self.integer(raw[1], "stored bytes", member=member)
         size = self.integer(raw[2], "decoded bytes", member=member)
         if size > self.limits.max_tensor_bytes:
@@ -128,7 +142,7 @@ class _Checker:
                       rule="limit.tensor", member=member, cls=ResourceLimitError)
         if coding == "raw" and stored != size:
             self.fail(f"a raw stream stores {stored} bytes but declares {size}", rule="stream.size", member=member)
-        if coding == "deflate" and size > stored * self.limits.max_compression_ratio:
+        if coding != "raw" and size > stored * self.limits.max_compression_ratio:
             self.fail(f"a stream declares {size} bytes from {stored} stored (ratio above "
                       f"{self.limits.max_compression_ratio})", rule="limit.compression", member=member,
                       cls=ResourceLimitError)
@@ -140,21 +154,27 @@ class _Checker:
         return StreamRef(coding, stored, size, blob, at)
 
 
-def parse_index(raw: bytes, blob_sizes_found: list, index_at: tuple, *, limits: Limits, file) -> Index:
-    """Check and return the index (``raw``: its decoded bytes; ``blob_sizes_found``: the sizes of
-    the blob datasets present; ``index_at``: ``(blob, offset, stored)`` of the index itself)."""
-    ck = _Checker(limits, file)
+def parse_index(raw: bytes, blob_sizes_found: list, index_at: tuple, *, limits: Limits, file,
+                version: int) -> Index:
+    """Check and return the index of a file of format ``version`` (2 or 3) (``raw``: its decoded
+    bytes; ``blob_sizes_found``: the sizes of the blob datasets present; ``index_at``:
+    ``(blob, offset, stored)`` of the index itself)."""
+    ck = _Checker(limits, file, version)
+    top, required = _TOP[version], _TENSOR_REQUIRED[version]
+    check_key, check_form, check_text = _CHECKSUM[version]
     try:
         doc = json.loads(bytes(raw).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         ck.fail(f"the index is not valid JSON ({type(exc).__name__})", rule="index.json")
     if not isinstance(doc, dict):
         ck.fail("the index must be a JSON object")
-    for key, types in _TOP.items():
+    for key, types in top.items():
         if key not in doc or not isinstance(doc[key], types) or (types is int and isinstance(doc[key], bool)):
             ck.fail(f"index field {key!r} is missing or of the wrong type")
-    if set(doc) - set(_TOP):
-        ck.fail(f"unknown index fields {sorted(set(doc) - set(_TOP))[:5]}")
+    if set(doc) - set(top):
+        ck.fail(f"unknown index fields {sorted(set(doc) - set(top))[:5]}")
+    if "sha256" in top and not _HEX64.fullmatch(doc["sha256"]):
+        ck.fail("the file digest sha256 must be 64 lowercase hex digits")
     if doc["kind"] not in KINDS:
         ck.fail(f"unknown kind {doc['kind']!r}", rule="format.kind", cls=UnsupportedFormatError)
     if doc["level"] not in LEVELS:
@@ -179,8 +199,8 @@ def parse_index(raw: bytes, blob_sizes_found: list, index_at: tuple, *, limits: 
     tensors, paths = [], set()
     for i, t in enumerate(doc["tensors"]):
         member = f"index.tensors[{i}]"
-        if not isinstance(t, dict) or any(k not in t for k in _TENSOR_REQUIRED) \
-                or set(t) - set(_TENSOR_REQUIRED) - set(_TENSOR_OPTIONAL):
+        if not isinstance(t, dict) or any(k not in t for k in required) \
+                or set(t) - set(required) - set(_TENSOR_OPTIONAL):
             ck.fail("a tensor entry lacks a field or has an unknown one", member=member)
         path = ck.name(t["path"], "a tensor path", member)
         parts = path.split("/")
@@ -224,8 +244,8 @@ def parse_index(raw: bytes, blob_sizes_found: list, index_at: tuple, *, limits: 
             ref = ck.stream(raw_s, member, sizes, blob, pos)
             refs.append(ref)
             pos += ref.stored
-        if not isinstance(t["sha256"], str) or not _HEX64.match(t["sha256"]):
-            ck.fail("sha256 must be 64 lowercase hex digits", member=member)
+        if not isinstance(t[check_key], str) or not check_form.fullmatch(t[check_key]):
+            ck.fail(f"{check_key} must be {check_text}", member=member)
         name = t.get("name")
         if name is not None:
             ck.name(name, "a variable name", member)
@@ -241,7 +261,7 @@ def parse_index(raw: bytes, blob_sizes_found: list, index_at: tuple, *, limits: 
             header.fail(f"{codec.name} needs {len(roles)} streams, the index lists {len(refs)}",
                         f"{codec.name}.streams")
         codec.check(header)
-        tensors.append(IndexEntry(header, nnz, t["sha256"], name, category, bool(t.get("attrs", False))))
+        tensors.append(IndexEntry(header, nnz, t[check_key], name, category, bool(t.get("attrs", False))))
     files, extra = [], 0
     names = set()
     for i, f in enumerate(doc["files"]):
@@ -273,4 +293,4 @@ def parse_index(raw: bytes, blob_sizes_found: list, index_at: tuple, *, limits: 
             ck.fail(f"streams of {a[3]!r} and {b[3]!r} overlap", rule="index.overlap", member=b[3])
     meta = {k: doc[k] for k in ("writer", "kind", "source", "min_ratio", "level", "optimizer_dropped",
                                 "keras_version")}
-    return Index(meta=meta, blob_sizes=sizes, tensors=tensors, files=files)
+    return Index(meta=meta, blob_sizes=sizes, tensors=tensors, files=files, sha256=doc.get("sha256"))

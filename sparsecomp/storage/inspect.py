@@ -70,6 +70,7 @@ def verify(path, *, limits: Limits | None = None, progress=None) -> StorageRepor
     path = Path(path)
     with Reader(path, limits) as r:
         records = records_of(r, decode=True, progress=progress)
+        r.check_digest()                               # version 3: the file digest over every tensor
         members, blob = r.files()
         config = None
         for i, m in enumerate(members):
@@ -95,12 +96,17 @@ def verify(path, *, limits: Limits | None = None, progress=None) -> StorageRepor
 def read_tensors(path, *, limits: Limits | None = None, verify: bool = True):
     """Yield ``(member_path, array)`` for every numeric tensor in a sparsecomp file, decoded.
 
-    Every header and the whole budget are checked before the first tensor is decoded.
+    Every header and the whole budget are checked before the first tensor is decoded. With
+    ``verify``, each tensor's checksum is checked as it is read and, after the last one, a
+    version-3 file's digest over all of them (a caller that stops early has had the per-tensor
+    checks only: 8 hex digits of SHA-256 each, in version 3).
     """
     try:
         with Reader(path, limits) as r:
             for t in r.tensors():
                 yield t.path, r.read(t, verify=verify)
+            if verify:
+                r.check_digest()
     except SparseCompError:
         raise
     except (MemoryError, *LIB_ERRORS) as exc:

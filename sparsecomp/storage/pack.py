@@ -25,7 +25,8 @@ from .h5tree import (VLEN_DATA, TreeChecker, check_signature, fixed, from_fixed,
                      restore_attrs, store_attrs, text, to_fixed, vlen_encoding)
 from .reader import Reader, layer_label
 from .report import StorageReport
-from .spec import FORMAT, HDF5_SIGNATURE, KERAS_WEIGHTS_MEMBER, OPTIMIZER_GROUPS, PREFIX, ZIP_SIGNATURE, Limits
+from .spec import (FORMAT, FORMAT_VERSION, HDF5_SIGNATURE, KERAS_WEIGHTS_MEMBER, OPTIMIZER_GROUPS, PREFIX,
+                   ZIP_SIGNATURE, Limits)
 from .writer import Writer
 
 __all__ = ["pack", "unpack", "source_kind"]
@@ -241,7 +242,8 @@ def pack(src, dst, *, min_ratio: float = 1.0, drop_optimizer: bool = False, leve
                     writer.member(m, None if m["tree"] or m["name"].endswith("/") else blobs[m["name"]])
                 writer.close()
     return StorageReport(file=str(dst), kind=kind, file_bytes=dst.stat().st_size, source_bytes=src.stat().st_size,
-                         records=writer.records, optimizer_dropped=drop_optimizer, format_version=2)
+                         records=writer.records, optimizer_dropped=drop_optimizer,
+                         format_version=FORMAT_VERSION)
 
 
 def _unpack_tree(r: Reader, out_root: h5py.Group, progress=None) -> None:
@@ -291,6 +293,7 @@ def _unpack_tree(r: Reader, out_root: h5py.Group, progress=None) -> None:
         d = groups[parent_path].create_dataset(name, data=r.read(t))
         restore_attrs(t.attrs, d)
         tick(t.path)
+    r.check_digest()                   # version 3: every tensor read, the file digest (before the output is kept)
 
 
 @guarded

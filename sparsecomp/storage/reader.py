@@ -1,9 +1,11 @@
-"""Reading ``.sparse.h5`` files, version 1 or 2, through one interface.
+"""Reading ``.sparse.h5`` files, versions 1, 2 and 3, through one interface.
 
-:class:`Reader` checks the framing, opens the file, checks the root, and (version 2) reads and
-checks the whole index; :meth:`Reader.tensors` lists every tensor with every header checked and
+:class:`Reader` checks the framing, opens the file, checks the root, and (versions 2 and 3) reads
+and checks the whole index; :meth:`Reader.tensors` lists every tensor with every header checked and
 the resource budget accounted *before* the first one is decoded; :meth:`Reader.read` decodes one,
-bounded and validated, and checks its SHA-256.
+bounded and validated, and checks its SHA-256 (version 3: the first 8 hex digits the index keeps);
+:meth:`Reader.check_digest`, once every tensor has been read, checks a version-3 file's digest
+over all the tensors' full SHA-256s.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .h5tree import TreeChecker, check_framing, check_signature, open_h5, text
 from .index import Index, parse_index
 from .spec import (BLOB, FORMAT, INDEX_ATTR, KINDS, OPTIMIZER_GROUPS, READABLE_VERSIONS, Limits)
 from .streams import decode_stream
-from .tensors import count_nonzero, is_storable, tensor_digest
+from .tensors import count_nonzero, file_digest, is_storable, tensor_digest
 from .v1 import csr_meta, read_v1_tensor
 
 __all__ = ["Reader", "TensorEntry", "layer_label"]
@@ -81,6 +83,7 @@ class Reader:
         self.checker = TreeChecker(self.limits, self.path, no_vlen=True)
         self._tensors = None
         self._tree = None
+        self._digests: dict[str, str] = {}         # path -> full SHA-256 of each tensor read and verified
         try:
             self._open()
         except BaseException:
@@ -106,7 +109,7 @@ class Reader:
         if self.version == 1:
             self._open_v1(root)
         else:
-            self._open_v2(root)
+            self._open_indexed(root)
         if self.kind not in KINDS:
             self._fail(UnsupportedFormatError, f"unknown kind {self.kind!r}", "format.kind")
         self.tree = None
@@ -130,7 +133,7 @@ class Reader:
 
     def _blob_sizes(self) -> list[int]:
         """Sizes of ``blob``, ``blob1``, ... (unfiltered 1-D uint8 datasets); only those and ``tree``
-        may stand at the root of a version-2 file."""
+        may stand at the root of a file of version 2 or 3."""
         found = {}
         for name, child, obj in self.checker.children(self.h5, ""):
             if name == "tree":
@@ -152,7 +155,8 @@ class Reader:
                        "format.blobs")
         return [found[k] for k in range(len(found))]
 
-    def _open_v2(self, root: dict) -> None:
+    def _open_indexed(self, root: dict) -> None:
+        """Versions 2 and 3: the root attribute ``index``, the blobs, the index (v3: coding ``zdict``)."""
         at = np.asarray(root.get(INDEX_ATTR, np.zeros(0)))
         if at.dtype.kind not in "iu" or at.shape != (4,) or np.any(at < 0):
             self._fail(CorruptFileError, "the root attribute 'index' must be 4 non-negative integers", "index.attr")
@@ -163,9 +167,10 @@ class Reader:
         if size > self.limits.max_index_bytes:
             self._fail(ResourceLimitError, f"the index declares {size} bytes, more than {self.limits.max_index_bytes}",
                        "limit.index")
-        raw = decode_stream(self.h5[BLOB][offset:offset + stored], "deflate", size,
-                            max_ratio=self.limits.max_compression_ratio, member="index", file=self.path)
-        self.index: Index = parse_index(raw, sizes, (0, offset, stored), limits=self.limits, file=self.path)
+        raw = decode_stream(self.h5[BLOB][offset:offset + stored], "zdict" if self.version >= 3 else "deflate",
+                            size, max_ratio=self.limits.max_compression_ratio, member="index", file=self.path)
+        self.index: Index = parse_index(raw, sizes, (0, offset, stored), limits=self.limits, file=self.path,
+                                        version=self.version)
         m = self.index.meta
         self.kind = m["kind"]
         src = m["source"] or {}
@@ -190,7 +195,7 @@ class Reader:
     def walk(self, group=None, path=""):
         """Yield ``(path, node, kind, attrs)`` of a tree depth-first in natural name order.
 
-        ``kind``: ``"group"``, ``"csr"`` (version 1 CSR tensor), ``"placeholder"`` (version 2: the
+        ``kind``: ``"group"``, ``"csr"`` (version 1 CSR tensor), ``"placeholder"`` (versions 2-3: the
         attributes of a tensor stored in the index) or ``"dataset"``.
         """
         stack = [self.checker.children(self.tree if group is None else group, path)]
@@ -205,7 +210,7 @@ class Reader:
                 marks = {a[0] for a in attrs}
                 if self.version == 1 and "sparsecomp.encoding" in marks:
                     yield child, obj, "csr", attrs
-                elif self.version == 2 and "sparsecomp.tensor" in marks:
+                elif self.version >= 2 and "sparsecomp.tensor" in marks:
                     if len(obj):
                         self._fail(CorruptFileError, "a tensor placeholder has members", "format.tree", child)
                     yield child, obj, "placeholder", attrs
@@ -218,7 +223,7 @@ class Reader:
                 yield child, obj, "dataset", attrs
 
     def tree_items(self) -> list:
-        """The tree's entries (checked), cached; empty for a model file of version 2."""
+        """The tree's entries (checked), cached; empty for a model file of version 2 or 3."""
         if self._tree is None:
             self._tree = list(self.walk()) if self.tree is not None else []
         return self._tree
@@ -304,7 +309,8 @@ class Reader:
         return out
 
     def read(self, entry: TensorEntry, *, verify: bool = True) -> np.ndarray:
-        """Decode one tensor, fully validated; checks its SHA-256 when ``verify``."""
+        """Decode one tensor, fully validated; checks its SHA-256 when ``verify`` (version 3: the
+        index's first 8 hex digits of it, the full digest being remembered for :meth:`check_digest`)."""
         if self.version == 1:
             node, kind = entry.ref
             array = read_v1_tensor(self.checker, node, kind, entry.shape, entry.dtype, entry.path, file=self.path)
@@ -323,7 +329,7 @@ class Reader:
             if found != entry.nnz:
                 self._fail(CorruptFileError, f"the index declares {entry.nnz} non-zeros, the tensor has {found}",
                            "tensor.nnz", entry.path)
-            expected = entry.ref.sha256
+            expected = entry.ref.digest
         array = np.asarray(array)
         if array.dtype.kind == "f" and not self.limits.allow_nonfinite and array.size \
                 and not np.all(np.isfinite(array)):
@@ -331,16 +337,42 @@ class Reader:
         if verify and is_storable(array.dtype):
             if expected is None:
                 self._fail(InvalidTensorError, "tensor has no checksum", "tensor.checksum.missing", entry.path)
-            if tensor_digest(array) != expected:
-                self._fail(InvalidTensorError, "SHA-256 mismatch: the stored tensor was altered", "tensor.checksum",
+            found = tensor_digest(array)
+            if found[:len(expected)] != expected:       # version 3 keeps a prefix; parse_index fixed its length
+                self._fail(InvalidTensorError, f"SHA-256 mismatch: the stored tensor was altered (the file says "
+                           f"{expected}, the decoded tensor gives {found[:len(expected)]})", "tensor.checksum",
                            entry.path)
+            self._digests[entry.path] = found
         return array
+
+    def check_digest(self) -> bool:
+        """Check a version-3 file's digest, once every tensor has been read with ``verify``.
+
+        Each version-3 index entry keeps only 8 hex digits of its tensor's SHA-256 (checked by
+        :meth:`read`); the index's ``sha256`` is the SHA-256 of all the tensors' full 32-byte
+        digests, in index order. Returns ``True`` when it was checked and matches; ``False`` when
+        there is nothing to check: a file of version 1 or 2 (each tensor's full SHA-256 is in the
+        file and :meth:`read` checked it), or not every tensor was read and verified (a subset:
+        only the prefixes were checked). Raises ``CorruptFileError`` (rule ``file.checksum``) on a
+        mismatch.
+        """
+        if self.version < 3 or self.index.sha256 is None:
+            return False
+        entries = self.index.tensors
+        if any(e.header.path not in self._digests for e in entries):
+            return False
+        found = file_digest(self._digests[e.header.path] for e in entries)
+        if found != self.index.sha256:
+            self._fail(CorruptFileError, f"file digest mismatch: the index expects sha256 {self.index.sha256}, its "
+                       f"{len(entries)} tensors give {found} (SHA-256 of their SHA-256 digests in index order): "
+                       "a tensor or the index was altered", "file.checksum")
+        return True
 
     # -- archive members ----------------------------------------------------------------------
 
     def files(self):
         """``(members, blob)``: the archive member list and a reader of member ``i``'s bytes."""
-        if self.version == 2:
+        if self.version >= 2:
             members = [{"name": f.name, "compress_type": f.compress_type, "tree": f.tree} for f in self.index.files]
 
             def blob2(i):

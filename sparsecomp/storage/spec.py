@@ -13,13 +13,14 @@ from ..errors import BadArgumentError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "READABLE_VERSIONS", "PREFIX", "HDF5_SIGNATURE", "ZIP_SIGNATURE",
            "KERAS_WEIGHTS_MEMBER", "OPTIMIZER_GROUPS", "KINDS", "INDEX_ATTR", "BLOB", "COMPACT_MAX",
-           "LEVELS", "Limits"]
+           "LEVELS", "ZDICT_SHA256", "DIGEST_PREFIX", "Limits"]
 
 FORMAT = "sparsecomp"
 #: The version this library writes.
-FORMAT_VERSION = 2
-#: The versions this library reads (version 1: one HDF5 object per tensor, CSR or dense).
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+#: The versions this library reads (version 1: one HDF5 object per tensor, CSR or dense; version 2:
+#: the index, deflated, with a full SHA-256 per tensor).
+READABLE_VERSIONS = (1, 2, 3)
 #: Attribute names reserved for the format inside ``/tree`` (a source using them is refused).
 PREFIX = "sparsecomp."
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -27,7 +28,11 @@ ZIP_SIGNATURE = b"PK\x03\x04"
 KERAS_WEIGHTS_MEMBER = "model.weights.h5"
 OPTIMIZER_GROUPS = ("optimizer", "optimizer_weights")     # Keras 3 and Keras 2 names
 KINDS = ("h5", "keras", "model")
-#: Root attribute of a version-2 file: ``[blob number, offset, stored bytes, decoded bytes]`` of the index.
+#: SHA-256 of the version-3 preset dictionary ``D`` (``zdict.ZDICT``): a constant of the format.
+ZDICT_SHA256 = "5b144220924b2501f03c6565f6fa3708d5b4e6083beb2c1e0574e93e4e9b627f"
+#: Hex digits of a tensor's SHA-256 that a version-3 index entry keeps (``digest``).
+DIGEST_PREFIX = 8
+#: Root attribute of a version-2 or -3 file: ``[blob number, offset, stored bytes, decoded bytes]`` of the index.
 INDEX_ATTR = "index"
 #: Name of the first blob dataset; later ones are ``blob1``, ``blob2``, ...
 BLOB = "blob"
@@ -54,7 +59,7 @@ class Limits:
 
     ``max_compression_ratio`` bounds how many decoded bytes any compressed stream (HDF5 filter or
     a codec's deflate stream) may declare per stored byte; ``max_index_bytes`` bounds the
-    version-2 index (JSON) after decompression.
+    index of versions 2 and 3 (JSON) after decompression.
     """
 
     max_file_bytes: int = 1 << 40

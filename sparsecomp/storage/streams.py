@@ -1,8 +1,11 @@
-"""Byte streams and their codings: ``raw`` or ``deflate`` (RFC 1951), chosen by exact size.
+"""Byte streams and their codings: ``raw``, ``deflate`` (RFC 1951) or ``zdict``, chosen by exact size.
 
 Every codec turns a tensor into a few byte streams (positions, values, codes...). Each stream is
 then stored in whichever coding is smaller, *measured*: ``raw`` (the bytes as they are) or
 ``deflate`` (raw DEFLATE, no zlib header or checksum: the tensor's SHA-256 covers integrity).
+Version 3 adds ``zdict``: raw DEFLATE with the format's preset dictionary ``D``
+(:mod:`.zdict`, Keras config and index vocabulary), for text — archive members such as a
+model's ``config.json``, and the index itself; binary tensor streams gain nothing from it.
 DEFLATE is LZ77 plus Huffman coding, so on the streams this format produces — gap bytes, the
 sign/exponent byte plane of floats, weight-sharing codes, all close to memoryless — it acts as a
 per-block Huffman coder: ``zlib``'s Huffman-only and RLE strategies are tried beside its default
@@ -21,14 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..errors import InvalidTensorError, ResourceLimitError
+from .zdict import ZDICT
 
-__all__ = ["CODINGS", "Stream", "code_stream", "code_streams", "decode_stream", "deflate", "SAMPLE_BYTES"]
+__all__ = ["CODINGS", "codings", "Stream", "code_stream", "code_streams", "decode_stream", "deflate",
+           "SAMPLE_BYTES"]
 
-CODINGS = ("raw", "deflate")
+#: Every stream coding; ``zdict`` exists from format version 3 on (:func:`codings`).
+CODINGS = ("raw", "deflate", "zdict")
 #: Streams longer than this are first tried on a sample; incompressible ones stay raw untried.
 SAMPLE_BYTES = 1 << 20
 _SAMPLE_PART = 1 << 16
 _CHUNK = 1 << 22
+#: LZ77 at level 9 (and ``zdict``) is tried on streams up to this many bytes.
+_LZ_MAX = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -48,9 +56,16 @@ class Stream:
         return memoryview(self.data).nbytes
 
 
-def deflate(data, strategy: int = zlib.Z_DEFAULT_STRATEGY, level: int = 9) -> bytes:
-    """Raw DEFLATE of ``data`` (any buffer), streamed in chunks so memory stays bounded."""
-    c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
+def codings(version: int) -> tuple:
+    """The stream codings a file of format ``version`` may use."""
+    return CODINGS if version >= 3 else CODINGS[:2]
+
+
+def deflate(data, strategy: int = zlib.Z_DEFAULT_STRATEGY, level: int = 9, *, zdict: bool = False) -> bytes:
+    """Raw DEFLATE of ``data`` (any buffer), streamed in chunks so memory stays bounded; ``zdict``:
+    with the preset dictionary ``D`` (coding ``zdict``)."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy, ZDICT) if zdict else \
+        zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
     view = memoryview(data).cast("B")
     parts = [c.compress(view[i:i + _CHUNK]) for i in range(0, len(view), _CHUNK)]
     parts.append(c.flush())
@@ -67,8 +82,8 @@ def _worth_trying(view: memoryview) -> bool:
     return len(deflate(sample, zlib.Z_HUFFMAN_ONLY, 1)) < 0.98 * len(sample)
 
 
-def code_stream(role: str, data, *, level: int = 2, max_ratio: int = 1024) -> Stream:
-    """Store ``data`` as the smallest of ``raw`` and three ``deflate`` strategies.
+def code_stream(role: str, data, *, level: int = 2, max_ratio: int = 1024, dictionary: bool = False) -> Stream:
+    """Store ``data`` as the smallest of ``raw``, three ``deflate`` strategies (and ``zdict``).
 
     The strategies (all plain DEFLATE, decoded by any inflater): Huffman alone; RLE (Huffman plus
     runs of one byte: the zero planes of a sparse tensor stored dense); LZ77 at level 9 (zlib's
@@ -78,31 +93,34 @@ def code_stream(role: str, data, *, level: int = 2, max_ratio: int = 1024) -> St
     to 4 MiB where, at zlib's fastest level, it beats both by 5% there (on this format's byte
     planes, gap bytes and codes Huffman or RLE is smaller and LZ77 at level 9 up to 80 times
     slower). A deflated stream that would decode more than ``max_ratio`` bytes per stored byte is
-    not kept (the reader's :class:`Limits` would refuse it).
+    not kept (the reader's :class:`Limits` would refuse it). ``dictionary`` (archive members)
+    also tries ``zdict`` (LZ77 at level 9 with the preset dictionary) on streams up to 4 MiB.
     """
     view = memoryview(data).cast("B")
     best = Stream(role, "raw", view, len(view))
     if level <= 1 or len(view) < 8 or (level == 2 and not _worth_trying(view)):
         return best
 
-    def keep(packed: bytes) -> None:
+    def keep(packed: bytes, coding: str = "deflate") -> None:
         nonlocal best
         if len(packed) < best.stored and len(packed) * max_ratio >= len(view):
-            best = Stream(role, "deflate", packed, len(view))
+            best = Stream(role, coding, packed, len(view))
 
     if level >= 3:
         for strategy, zlevel in ((zlib.Z_HUFFMAN_ONLY, 1), (zlib.Z_RLE, 1), (zlib.Z_DEFAULT_STRATEGY, 9)):
             keep(deflate(view, strategy, zlevel))
-        return best
-    whole = len(view) <= _SAMPLE_PART
-    head = view[:_SAMPLE_PART]
-    huffman, rle = deflate(head, zlib.Z_HUFFMAN_ONLY, 1), deflate(head, zlib.Z_RLE, 1)
-    lz = len(deflate(head, zlib.Z_DEFAULT_STRATEGY, 1))
-    keep(huffman if whole else deflate(view, zlib.Z_HUFFMAN_ONLY, 1))
-    if len(rle) < 0.98 * len(huffman):
-        keep(rle if whole else deflate(view, zlib.Z_RLE, 1))
-    if len(view) <= (4 << 20) and lz < 0.95 * min(len(huffman), len(rle)):
-        keep(deflate(view, zlib.Z_DEFAULT_STRATEGY, 9))
+    else:
+        whole = len(view) <= _SAMPLE_PART
+        head = view[:_SAMPLE_PART]
+        huffman, rle = deflate(head, zlib.Z_HUFFMAN_ONLY, 1), deflate(head, zlib.Z_RLE, 1)
+        lz = len(deflate(head, zlib.Z_DEFAULT_STRATEGY, 1))
+        keep(huffman if whole else deflate(view, zlib.Z_HUFFMAN_ONLY, 1))
+        if len(rle) < 0.98 * len(huffman):
+            keep(rle if whole else deflate(view, zlib.Z_RLE, 1))
+        if len(view) <= _LZ_MAX and lz < 0.95 * min(len(huffman), len(rle)):
+            keep(deflate(view, zlib.Z_DEFAULT_STRATEGY, 9))
+    if dictionary and len(view) <= _LZ_MAX:
+        keep(deflate(view, zlib.Z_DEFAULT_STRATEGY, 9, zdict=True), "zdict")
     return best
 
 
@@ -128,12 +146,12 @@ def decode_stream(stored, coding: str, size: int, *, max_ratio: int, member=None
         if len(view) != size:
             fail(InvalidTensorError, f"raw stream stores {len(view)} bytes but declares {size}", "stream.size")
         return view
-    if coding != "deflate":
+    if coding not in CODINGS:
         fail(InvalidTensorError, f"unknown stream coding {coding!r}", "stream.coding")
     if size > len(view) * max_ratio:
         fail(ResourceLimitError, f"stream declares {size} bytes from {len(view)} stored (ratio above "
              f"{max_ratio})", "limit.compression")
-    d = zlib.decompressobj(-15)
+    d = zlib.decompressobj(-15, zdict=ZDICT) if coding == "zdict" else zlib.decompressobj(-15)
     try:
         # zlib reads a max_length of 0 as "no limit": a stream declaring 0 bytes is not inflated at all
         out = d.decompress(view, size) if size else b""

@@ -1,4 +1,4 @@
-"""Fuzz the reader with atheris (coverage-guided): whole files, the version-2 index, each codec.
+"""Fuzz the reader with atheris (coverage-guided): whole files, the index (versions 2-3), each codec.
 
     python tests/fuzz/fuzz_reader.py raw         -atheris_runs=100000 -timeout=10 -rss_limit_mb=2048
     python tests/fuzz/fuzz_reader.py rawh5       -atheris_runs=100000 -timeout=10 -rss_limit_mb=2048
@@ -8,8 +8,8 @@
 
 File modes (every input written to a file and given to ``verify``, then, if accepted, to
 ``read_tensors``, ``inspect`` and ``unpack``): ``raw`` feeds the bytes as they are, ``rawh5``
-behind a valid HDF5 signature, ``mutate`` mutates valid files of every kind and both versions.
-``index`` edits the JSON index of a valid version-2 file field by field (values chosen to sit on
+behind a valid HDF5 signature, ``mutate`` mutates valid files of every kind and of versions 1, 2
+and 3. ``index`` edits the JSON index of a valid version-3 file field by field (values chosen to sit on
 the boundaries: negative, huge, wrong type, off by one) and re-emits a well-formed HDF5 file, so
 every input reaches the index checks and the decoders behind them. ``codec:NAME`` drives one
 codec directly: a header (shape, dtype, params, declared stream sizes) and stream bytes from the
@@ -20,6 +20,8 @@ is a crash (atheris stops and saves the input). libFuzzer's ``-timeout`` turns a
 and ``-rss_limit_mb`` an unbounded allocation. A *silent corruption* is an accepted input whose
 tensor decodes to other bytes than its checksum says (file modes), or a decoded tensor of another
 shape, dtype or non-zero count than its header declares (codec mode); it is counted and raised.
+(Version 3 keeps 8 hex digits of each tensor's SHA-256 and a file digest over the full ones: an
+accepted file's tensors must give both.)
 Counts go to ``$FUZZ_STATS`` (JSON) at exit.
 """
 
@@ -41,6 +43,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "hostile"))
+sys.path.insert(0, str(ROOT))        # this checkout's sparsecomp, not whichever one is installed
 
 with atheris.instrument_imports(include=["sparsecomp"]):
     import sparsecomp
@@ -49,7 +52,7 @@ with atheris.instrument_imports(include=["sparsecomp"]):
     from sparsecomp.storage.codecs import StreamRef, TensorHeader
     from sparsecomp.storage.h5tree import text
     from sparsecomp.storage.streams import decode_stream
-    from sparsecomp.storage.tensors import count_nonzero, tensor_digest
+    from sparsecomp.storage.tensors import count_nonzero, file_digest, tensor_digest
 
 from make_hostile import rebuild  # noqa: E402
 
@@ -75,7 +78,8 @@ atexit.register(_dump)
 
 
 def seed_files() -> list[Path]:
-    """Valid files of every kind and both versions, small: what the mutators start from."""
+    """Valid files of every kind and of versions 3, 1 and 2, small: what the mutators start from
+    (the two of version 3 first: the ``index`` mode edits those)."""
     rng = np.random.default_rng(0)
     src = WORK / "seed.h5"
     with h5py.File(src, "w") as f:
@@ -93,6 +97,7 @@ def seed_files() -> list[Path]:
         sparsecomp.pack(src, dst, min_ratio=min_ratio)
         out.append(dst)
     out.append(ROOT / "tests" / "golden" / "v1_h5.sparse.h5")
+    out.append(ROOT / "tests" / "golden" / "v2_h5.sparse.h5")
     return out
 
 
@@ -124,13 +129,18 @@ def check_file(path: Path) -> None:
     # accepted: every tensor must decode to what its checksum says, and the other verbs must work
     try:
         with Reader(path, LIMITS) as r:
+            full = []
             for t in r.tensors():
-                expect = t.ref.sha256 if r.version == 2 else text(dict((a[0], a[1]) for a in t.attrs).get(
+                expect = t.ref.digest if r.version >= 2 else text(dict((a[0], a[1]) for a in t.attrs).get(
                     "sparsecomp.sha256"))
                 array = r.read(t, verify=False)
-                if expect is not None and tensor_digest(array) != expect:
+                full.append(tensor_digest(array))
+                if expect is not None and full[-1][:len(expect)] != expect:
                     STATS["silent_corruptions"] += 1
                     raise AssertionError(f"silent corruption in {t.path}")
+            if r.version >= 3 and file_digest(full) != r.index.sha256:
+                STATS["silent_corruptions"] += 1
+                raise AssertionError("silent corruption: the file digest differs")
         list(read_tensors(path, limits=LIMITS))
         sparsecomp.storage.inspect(path, limits=LIMITS)
         sparsecomp.unpack(path, WORK / ("out.keras" if r.kind == "model" else "out.h5"), limits=LIMITS)
@@ -175,15 +185,15 @@ def mutate(data: bytes) -> None:
     check(bytes(buf))
 
 
-# ---- the version-2 index ------------------------------------------------------------------------
+# ---- the index (versions 2 and 3) ----------------------------------------------------------------
 
 def _value(fdp, old):
     """A replacement for a JSON value: near the old one, on a boundary, or of another type."""
-    k = fdp.ConsumeIntInRange(0, 11)
+    k = fdp.ConsumeIntInRange(0, 12)
     if isinstance(old, int) and not isinstance(old, bool) and k < 6:
         return [old + 1, old - 1, -1, 0, 2**31, 2**63][k]
     return [None, True, "x", "", [], {}, 1.5, -(2**40), [0, 0, 0], {"order": "row"}, "deflate",
-            ["deflate", 1, 10**9]][k]
+            ["deflate", 1, 10**9], "zdict"][k]
 
 
 def _walk(node, fdp, depth=0):

@@ -2,14 +2,16 @@
 
     python tests/hostile/make_hostile.py OUT_DIR
 
-Each case starts from a valid file and breaks exactly one thing. Format-version-2 cases start
-from a file this library writes; version-1 cases from ``tests/golden/v1_hostile_base.sparse.h5``,
-written by the version-1 writer (the reader still reads version 1, with every check it had).
+Each case starts from a valid file and breaks exactly one thing. Cases of the indexed layout
+(format versions 2 and 3: a JSON index, blobs of streams) start from a file this library writes
+(version 3), or, for what only version 2 must refuse, from ``tests/golden/v2_h5.sparse.h5``
+written by the version-2 writer; version-1 cases from ``tests/golden/v1_hostile_base.sparse.h5``,
+written by the version-1 writer (the reader still reads versions 1 and 2, with every check they had).
 ``CASES`` lists, per class: the builder, the operation that must refuse it (``verify`` or
 ``load``), the documented error type and rule id, and tightened limits where the class needs them.
 ``tests/test_hostile.py`` checks every one; the canary file of the external storage case must never
-be read. :func:`rebuild` is the tool the version-2 cases (and the tests) use to forge files: it
-re-emits a file from its parts after an edit of the index, the streams or the root.
+be read. :func:`rebuild` is the tool the indexed cases (and the tests) use to forge files: it
+re-emits a file of version 2 or 3 from its parts after an edit of the index, the streams or the root.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from sparsecomp import (CorruptFileError, InvalidTensorError, ResourceLimitError
 from sparsecomp.storage.h5tree import fixed, new_file  # noqa: E402
 from sparsecomp.storage.streams import deflate  # noqa: E402
 from sparsecomp.storage.tensors import tensor_digest  # noqa: E402
+from sparsecomp.storage.zdict import ZDICT  # noqa: E402
 
 CANARY = b"CANARY-7f3a-secret-bytes-that-must-never-leak"
 TIGHT = dict(max_tensor_bytes=1 << 20, max_total_bytes=4 << 20, max_attributes=64, max_members=10_000)
 V1_BASE = ROOT / "tests" / "golden" / "v1_hostile_base.sparse.h5"
+V2_BASE = ROOT / "tests" / "golden" / "v2_h5.sparse.h5"
 
 
 def base_h5(path: Path, shared: bool = False) -> Path:
@@ -57,23 +61,41 @@ def base_h5(path: Path, shared: bool = False) -> Path:
     return path
 
 
-# ---- forging version-2 files --------------------------------------------------------------------
+# ---- forging files of versions 2 and 3 ----------------------------------------------------------
+
+def inflate(raw: bytes, coding: str) -> bytes:
+    """A stream's bytes decoded (no bounds: the forger's own files)."""
+    if coding == "raw":
+        return raw
+    d = zlib.decompressobj(-15, zdict=ZDICT) if coding == "zdict" else zlib.decompressobj(-15)
+    return d.decompress(raw) + d.flush()
+
+
+def compress(data: bytes, coding: str) -> bytes:
+    return data if coding == "raw" else deflate(data, zdict=coding == "zdict")
+
 
 class Parts:
-    """A version-2 file taken apart: ``doc`` (the index), ``blob0`` (blob 0 without the index),
-    ``blobs`` (the others), ``attrs`` (root attributes to write instead of the computed ones)."""
+    """A file of version 2 or 3 taken apart: ``doc`` (the index), ``blob0`` (blob 0 without the
+    index), ``blobs`` (the others), ``attrs`` (root attributes to write instead of the computed
+    ones), ``version`` (re-emitted as it is: the index's coding follows it)."""
 
     def __init__(self, path: Path):
         with h5py.File(path, "r") as f:
+            self.version = int(f.attrs["format_version"])
             at = [int(v) for v in f.attrs["index"]]
             blob = f["blob"][()].tobytes()
-            self.doc = json.loads(zlib.decompress(blob[at[1]:at[1] + at[2]], -15))
+            self.doc = json.loads(inflate(blob[at[1]:at[1] + at[2]], self.index_coding))
             self.blob0 = bytearray(blob[:at[1]])
             self.blobs = [bytearray(f[f"blob{i}"][()].tobytes()) for i in range(1, len(self.doc["blobs"]) + 1)]
         self.attrs: dict = {}
         self.index_raw: bytes | None = None         # replaces the JSON text of the index
         self.index_size: int | None = None          # replaces the declared decoded size
         self.extra = None                           # callable(h5py.File) run last
+
+    @property
+    def index_coding(self) -> str:
+        return "zdict" if self.version >= 3 else "deflate"
 
     def tensor(self, path: str) -> dict:
         return next(t for t in self.doc["tensors"] if t["path"] == path)
@@ -84,8 +106,7 @@ class Parts:
         buf = self.blob0 if t["blob"] == 0 else self.blobs[t["blob"] - 1]
         out, at = [], t["at"]
         for coding, stored, size in t["streams"]:
-            raw = bytes(buf[at:at + stored])
-            out.append(bytearray(zlib.decompress(raw, -15) if coding == "deflate" else raw))
+            out.append(bytearray(inflate(bytes(buf[at:at + stored]), coding)))
             at += stored
         return out
 
@@ -95,17 +116,17 @@ class Parts:
         t["blob"], t["at"], t["streams"] = 0, len(self.blob0), []
         for i, s in enumerate(streams):
             coding = (codings or ["raw"] * len(streams))[i]
-            data = deflate(bytes(s)) if coding == "deflate" else bytes(s)
+            data = compress(bytes(s), coding)
             self.blob0 += data
             t["streams"].append([coding, len(data), len(s)])
 
 
 def rebuild(src: Path, dst: Path, edit) -> Path:
-    """Re-emit the version-2 file ``src`` as ``dst`` after ``edit(parts)`` changed its parts."""
+    """Re-emit the file ``src`` (version 2 or 3) as ``dst`` after ``edit(parts)`` changed its parts."""
     p = Parts(src)
     edit(p)
     raw = p.index_raw if p.index_raw is not None else json.dumps(p.doc).encode()
-    packed = deflate(raw)
+    packed = compress(raw, p.index_coding)
     with h5py.File(src, "r") as f, new_file(dst) as out:
         blob0 = bytes(p.blob0) + packed
         out.create_dataset("blob", data=np.frombuffer(blob0, np.uint8), track_times=False)
@@ -114,7 +135,7 @@ def rebuild(src: Path, dst: Path, edit) -> Path:
         if "tree" in f:
             f.copy("tree", out, name="tree")
         out.attrs["format"] = fixed("sparsecomp")
-        out.attrs["format_version"] = np.int64(2)
+        out.attrs["format_version"] = np.int64(p.version)
         size = p.index_size if p.index_size is not None else len(raw)
         out.attrs["index"] = np.array([0, len(p.blob0), len(packed), size], np.int64)
         for k, v in p.attrs.items():
@@ -127,22 +148,19 @@ def rebuild(src: Path, dst: Path, edit) -> Path:
     return dst
 
 
-def _v2(edit):
+def _ix(edit, base="packed"):
+    """A case forged from an indexed base file (``packed``: a checkpoint packed by this library)."""
     def build(bases, out, work):
-        return rebuild(bases["v2"], out, edit)
+        return rebuild(bases[base], out, edit)
     return build
 
 
-def _v2_model(edit):
-    def build(bases, out, work):
-        return rebuild(bases["model"], out, edit)
-    return build
+def _ix_model(edit):
+    return _ix(edit, "model")
 
 
-def _v2q(edit):
-    def build(bases, out, work):
-        return rebuild(bases["shared"], out, edit)
-    return build
+def _ix_shared(edit):
+    return _ix(edit, "shared")
 
 
 def _shared_edit(fn):
@@ -184,7 +202,7 @@ def _v1(fn):
     return build
 
 
-def _raw(fn, base="v2"):
+def _raw(fn, base="packed"):
     def build(bases, out, work):
         out.write_bytes(fn(bases[base].read_bytes(), work))
     return build
@@ -286,7 +304,7 @@ def _nan(f, _work):
     _replace(g, "data", d)
 
 
-# ---- version-2 edits ----------------------------------------------------------------------------
+# ---- edits of the indexed layout (versions 2 and 3) ---------------------------------------------
 
 K = "layers/dense/vars/0"      # the sparse kernel (codec gaps)
 B = "layers/dense/vars/1"      # the dense bias
@@ -367,12 +385,12 @@ def _declared_bomb(p):
     p.tensor(B)["shape"] = [1 << 20, 1 << 20]
 
 
-def _cumulative_v2(p):
+def _cumulative_ix(p):
     for i in range(8):
         p.doc["tensors"].append({"path": f"many/{i}", "shape": [1, 196608], "dtype": "<f4", "nnz": 0,
                                  "codec": "gaps", "params": {"order": "row"}, "blob": 0, "at": 0,
                                  "streams": [["raw", 0, 0], ["raw", 0, 0], ["raw", 0, 0], ["raw", 0, 0],
-                                             ["raw", 0, 0]], "sha256": "0" * 64})
+                                             ["raw", 0, 0]], "digest": "0" * 8})
 
 
 def _raw_size(p):
@@ -456,8 +474,7 @@ def _config_edit(fn):
     def edit(p):
         f = next(f for f in p.doc["files"] if f["name"] == "config.json")
         coding, stored, size = f["stream"]
-        raw = bytes(p.blob0[f["at"]:f["at"] + stored])
-        cfg = json.loads(zlib.decompress(raw, -15) if coding == "deflate" else raw)
+        cfg = json.loads(inflate(bytes(p.blob0[f["at"]:f["at"] + stored]), coding))
         data = json.dumps(fn(cfg)).encode()
         f["at"], f["stream"] = len(p.blob0), ["raw", len(data), len(data)]
         p.blob0 += data
@@ -470,6 +487,39 @@ def _shape_mismatch(cfg):
         layer.pop("build_config", None)
     cfg.pop("build_config", None)
     return cfg
+
+
+# ---- version 3: zdict streams, digests ---------------------------------------------------------
+
+def _member_edit(make):
+    """Re-store the model's ``config.json`` at the end of blob 0 as ``make(data)`` gives it:
+    ``(coding, stored bytes, declared size)``."""
+    def edit(p):
+        f = next(f for f in p.doc["files"] if f["name"] == "config.json")
+        coding, stored, _size = f["stream"]
+        data = inflate(bytes(p.blob0[f["at"]:f["at"] + stored]), coding)
+        coding, packed, size = make(data)
+        f["at"], f["stream"] = len(p.blob0), [coding, len(packed), size]
+        p.blob0 += packed
+    return edit
+
+
+def _zeros_deflated(n: int) -> bytes:
+    """``n`` zero bytes deflated, chunk by chunk (no ``n``-byte buffer)."""
+    c = zlib.compressobj(1, zlib.DEFLATED, -15)
+    chunk = bytes(1 << 20)
+    return b"".join(c.compress(chunk) for _ in range(n >> 20)) + c.flush()
+
+
+def _zdict_in_v2(p):
+    assert p.version == 2
+    s = p.streams(K)
+    p.set_streams(K, s, codings=["zdict"] + ["raw"] * (len(s) - 1))
+
+
+def _other_digest(p):
+    t = p.tensor(K)
+    t["digest"] = ("0" if t["digest"][0] != "0" else "1") + t["digest"][1:]
 
 
 def _lambda_config(bases, out, work):
@@ -491,76 +541,76 @@ CASES = [
     ("userblock_polyglot", _raw(lambda b, w: b"PK\x03\x04" + b"\0" * 508 + b), "verify", CorruptFileError, "file.signature", None),
     ("v1_truncated_50", _raw(lambda b, w: b[:len(b) // 2], "v1"), "verify", CorruptFileError, "file.truncated", None),
     # root
-    ("bad_tag", _v2(lambda p: p.attrs.__setitem__("format", np.bytes_(b"safetensors"))), "verify", UnsupportedFormatError, "format.tag", None),
-    ("bad_version", _v2(lambda p: p.attrs.__setitem__("format_version", np.int64(3))), "verify", UnsupportedFormatError, "format.version", None),
-    ("bad_version_type", _v2(lambda p: p.attrs.__setitem__("format_version", np.bytes_(b"2"))), "verify", UnsupportedFormatError, "format.version", None),
-    ("vlen_reserved_attribute", _v2(lambda p: p.attrs.__setitem__("format", "sparsecomp")), "verify", CorruptFileError, "h5.attr.vlen", None),
+    ("bad_tag", _ix(lambda p: p.attrs.__setitem__("format", np.bytes_(b"safetensors"))), "verify", UnsupportedFormatError, "format.tag", None),
+    ("bad_version", _ix(lambda p: p.attrs.__setitem__("format_version", np.int64(4))), "verify", UnsupportedFormatError, "format.version", None),
+    ("bad_version_type", _ix(lambda p: p.attrs.__setitem__("format_version", np.bytes_(b"2"))), "verify", UnsupportedFormatError, "format.version", None),
+    ("vlen_reserved_attribute", _ix(lambda p: p.attrs.__setitem__("format", "sparsecomp")), "verify", CorruptFileError, "h5.attr.vlen", None),
     ("v1_bad_kind", _v1(lambda f, w: f.attrs.__setitem__("kind", np.bytes_(b"pickle"))), "verify", UnsupportedFormatError, "format.kind", None),
     ("v1_missing_tree", _v1(lambda f, w: f.move("tree", "elsewhere")), "verify", CorruptFileError, "format.tree", None),
-    # version-2 index
-    ("index_attr_shape", _v2(_index_attr(np.array([0, 1], np.int64))), "verify", CorruptFileError, "index.attr", None),
-    ("index_attr_negative", _v2(_index_attr(np.array([0, -5, 10, 10], np.int64))), "verify", CorruptFileError, "index.attr", None),
-    ("index_not_last", _v2(_index_not_last), "verify", CorruptFileError, "index.attr", None),
-    ("index_size_bomb", _v2(_index_size), "verify", ResourceLimitError, "limit.index", None),
-    ("index_not_json", _v2(_index_text(b"{not json")), "verify", CorruptFileError, "index.json", None),
-    ("index_deep_json", _v2(_index_text(b"[" * 100000 + b"]" * 100000)), "verify", CorruptFileError, "index.json", None),
-    ("index_not_utf8", _v2(_index_text(b"\xff\xfe{}")), "verify", CorruptFileError, "index.json", None),
-    ("index_unknown_field", _v2(lambda p: p.doc.__setitem__("payload", "x")), "verify", CorruptFileError, "index.schema", None),
-    ("index_missing_field", _v2(lambda p: p.doc.pop("tensors")), "verify", CorruptFileError, "index.schema", None),
-    ("index_bad_kind", _v2(lambda p: p.doc.__setitem__("kind", "pickle")), "verify", UnsupportedFormatError, "format.kind", None),
-    ("index_blob_count", _v2(lambda p: p.doc.__setitem__("blobs", [5])), "verify", CorruptFileError, "index.blobs", None),
-    ("index_duplicate_path", _v2(_dup_path), "verify", CorruptFileError, "index.duplicate", None),
-    ("index_path_traversal", _v2(_set("path", "../escape")), "verify", CorruptFileError, "index.name", None),
-    ("index_path_control", _v2(_set("path", "a\x1b[2Jb")), "verify", CorruptFileError, "index.name", None),
-    ("index_unknown_codec", _v2(_set("codec", "pickle")), "verify", UnsupportedFormatError, "tensor.codec", None),
-    ("index_bad_dtype", _v2(_set("dtype", ">f4")), "verify", InvalidTensorError, "tensor.dtype", None),
-    ("index_object_dtype", _v2(_set("dtype", "|O")), "verify", InvalidTensorError, "tensor.dtype", None),
-    ("index_bad_shape", _v2(_set("shape", [200, -300])), "verify", CorruptFileError, "index.schema", None),
-    ("index_nnz_over_size", _v2(_set("nnz", 10 ** 9)), "verify", CorruptFileError, "index.schema", None),
-    ("index_bad_sha", _v2(_set("sha256", "z" * 64)), "verify", CorruptFileError, "index.schema", None),
-    ("index_stream_count", _v2(lambda p: p.tensor(K)["streams"].pop()), "verify", InvalidTensorError, "gaps.streams", None),
-    ("stream_past_blob", _v2(_stream_past_blob), "verify", CorruptFileError, "index.extent", None),
-    ("streams_overlap", _v2(_overlap), "verify", CorruptFileError, "index.overlap", None),
-    ("stream_raw_size", _v2(_raw_size), "verify", CorruptFileError, "stream.size", None),
-    ("stream_ratio_bomb", _v2(_ratio_bomb), "verify", ResourceLimitError, "limit.compression", None),
-    ("stream_truncated", _v2(_truncate_deflate), "verify", InvalidTensorError, "stream.truncated", None),
-    ("stream_inflates_past", _v2(_inflate_past), "verify", InvalidTensorError, "stream.inflate", None),
-    ("declared_size_bomb", _v2(_declared_bomb), "verify", ResourceLimitError, "limit.tensor", None),
-    ("cumulative_bomb", _v2(_cumulative_v2), "verify", ResourceLimitError, "limit.total", TIGHT),
-    # version-2 codecs (gaps)
-    ("gaps_bad_order", _v2(lambda p: p.tensor(K).__setitem__("params", {"order": "spiral"})), "verify", InvalidTensorError, "gaps.params", None),
-    ("gaps_ends_with_filler", _v2(_gap_edit(lambda b: b + bytearray([255]))), "verify", InvalidTensorError, "gaps.trailing", None),
-    ("gaps_past_the_end", _v2(_gap_edit(lambda b: b[:-1] + bytearray([254]) + bytearray([255] * 300) + b[-1:])), "verify", InvalidTensorError, "gaps.streams", None),
-    ("gaps_overflow", _v2(_gap_edit(lambda b: bytearray([255] * 200) + b)), "verify", InvalidTensorError, "gaps.range", None),
-    ("gaps_count_high", _v2(_gap_edit(_extra_final)), "verify", InvalidTensorError, "gaps.count", None),
-    ("gaps_count_low", _v2(_gap_edit(_drop_final)), "verify", InvalidTensorError, "gaps.streams", None),
-    ("gaps_zero_value", _v2(_zero_value), "verify", InvalidTensorError, "gaps.values", None),
-    ("checksum_mismatch", _v2(_flip_value), "verify", InvalidTensorError, "tensor.checksum", None),
-    ("dense_nnz_mismatch", _v2(_dense_nnz), "verify", CorruptFileError, "tensor.nnz", None),
-    # version-2 structure
-    ("blob_filtered", _v2(_blob_filtered), "verify", CorruptFileError, "format.blobs", None),
-    ("blob_numbering", _v2(_blob_gap), "verify", CorruptFileError, "format.blobs", None),
-    ("root_member", _v2(_root_member), "verify", CorruptFileError, "format.members", None),
-    ("tree_numeric_dataset", _v2(_tree_numeric), "verify", CorruptFileError, "format.tree", None),
-    ("orphan_placeholder", _v2(_placeholder), "verify", CorruptFileError, "format.tree", None),
-    ("member_traversal", _v2(_member_name), "verify", CorruptFileError, "zip.name", None),
-    ("model_with_tree", _v2_model(_model_tree), "verify", CorruptFileError, "format.members", None),
-    # version-2 codecs (shared)
-    ("shared_code_out_of_range", _v2q(_shared_edit(_code_past)), "verify", InvalidTensorError, "shared.codes", None),
-    ("shared_codebook_zero", _v2q(_shared_edit(_book_zero)), "verify", InvalidTensorError, "shared.codebook", None),
-    ("shared_codebook_unsorted", _v2q(_shared_edit(_book_unsorted)), "verify", InvalidTensorError, "shared.codebook", None),
-    ("shared_k_mismatch", _v2q(lambda p: p.tensor(K)["params"].__setitem__("k", 12)), "verify", InvalidTensorError, "shared.codebook", None),
-    ("shared_k_too_big", _v2q(lambda p: p.tensor(K)["params"].__setitem__("k", 300)), "verify", InvalidTensorError, "shared.params", None),
-    ("shared_codes_truncated", _v2q(_shared_edit(_codes_short)), "verify", InvalidTensorError, "shared.streams", None),
-    ("shared_codebook_deflated", _v2q(_book_deflated), "verify", InvalidTensorError, "shared.codebook", None),
-    ("shared_gap_overflow", _v2q(_shared_edit(lambda s, t: s.__setitem__(1, bytearray([255] * 200) + s[1]))), "verify", InvalidTensorError, "shared.range", None),
-    # HDF5 structure (version-2 tree)
-    ("soft_link", _v2(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("alias", h5py.SoftLink("/tree/layers")))), "verify", UnsupportedFormatError, "h5.softlink", None),
-    ("external_link", _v2(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("ext", h5py.ExternalLink("canary.h5", "/x")))), "verify", UnsupportedFormatError, "h5.externallink", None),
-    ("hard_link_alias", _v2(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("again", f["tree/layers/dense"]))), "verify", UnsupportedFormatError, "h5.alias", None),
-    ("hostile_name", _v2(lambda p: setattr(p, "extra", lambda f: f["tree"].create_group("a\x1b[2Jb"))), "verify", CorruptFileError, "h5.name", None),
-    ("deep_nesting", _v2(lambda p: setattr(p, "extra", lambda f: _deep({"tree": f["tree"]}, None))), "verify", ResourceLimitError, "limit.depth", None),
-    ("too_many_attributes", _v2(lambda p: setattr(p, "extra", lambda f: _many_attrs({"tree": f["tree"]}, None))), "verify", ResourceLimitError, "limit.attributes", TIGHT),
+    # the index
+    ("index_attr_shape", _ix(_index_attr(np.array([0, 1], np.int64))), "verify", CorruptFileError, "index.attr", None),
+    ("index_attr_negative", _ix(_index_attr(np.array([0, -5, 10, 10], np.int64))), "verify", CorruptFileError, "index.attr", None),
+    ("index_not_last", _ix(_index_not_last), "verify", CorruptFileError, "index.attr", None),
+    ("index_size_bomb", _ix(_index_size), "verify", ResourceLimitError, "limit.index", None),
+    ("index_not_json", _ix(_index_text(b"{not json")), "verify", CorruptFileError, "index.json", None),
+    ("index_deep_json", _ix(_index_text(b"[" * 100000 + b"]" * 100000)), "verify", CorruptFileError, "index.json", None),
+    ("index_not_utf8", _ix(_index_text(b"\xff\xfe{}")), "verify", CorruptFileError, "index.json", None),
+    ("index_unknown_field", _ix(lambda p: p.doc.__setitem__("payload", "x")), "verify", CorruptFileError, "index.schema", None),
+    ("index_missing_field", _ix(lambda p: p.doc.pop("tensors")), "verify", CorruptFileError, "index.schema", None),
+    ("index_bad_kind", _ix(lambda p: p.doc.__setitem__("kind", "pickle")), "verify", UnsupportedFormatError, "format.kind", None),
+    ("index_blob_count", _ix(lambda p: p.doc.__setitem__("blobs", [5])), "verify", CorruptFileError, "index.blobs", None),
+    ("index_duplicate_path", _ix(_dup_path), "verify", CorruptFileError, "index.duplicate", None),
+    ("index_path_traversal", _ix(_set("path", "../escape")), "verify", CorruptFileError, "index.name", None),
+    ("index_path_control", _ix(_set("path", "a\x1b[2Jb")), "verify", CorruptFileError, "index.name", None),
+    ("index_unknown_codec", _ix(_set("codec", "pickle")), "verify", UnsupportedFormatError, "tensor.codec", None),
+    ("index_bad_dtype", _ix(_set("dtype", ">f4")), "verify", InvalidTensorError, "tensor.dtype", None),
+    ("index_object_dtype", _ix(_set("dtype", "|O")), "verify", InvalidTensorError, "tensor.dtype", None),
+    ("index_bad_shape", _ix(_set("shape", [200, -300])), "verify", CorruptFileError, "index.schema", None),
+    ("index_nnz_over_size", _ix(_set("nnz", 10 ** 9)), "verify", CorruptFileError, "index.schema", None),
+    ("index_bad_digest", _ix(_set("digest", "z" * 8)), "verify", CorruptFileError, "index.schema", None),
+    ("index_stream_count", _ix(lambda p: p.tensor(K)["streams"].pop()), "verify", InvalidTensorError, "gaps.streams", None),
+    ("stream_past_blob", _ix(_stream_past_blob), "verify", CorruptFileError, "index.extent", None),
+    ("streams_overlap", _ix(_overlap), "verify", CorruptFileError, "index.overlap", None),
+    ("stream_raw_size", _ix(_raw_size), "verify", CorruptFileError, "stream.size", None),
+    ("stream_ratio_bomb", _ix(_ratio_bomb), "verify", ResourceLimitError, "limit.compression", None),
+    ("stream_truncated", _ix(_truncate_deflate), "verify", InvalidTensorError, "stream.truncated", None),
+    ("stream_inflates_past", _ix(_inflate_past), "verify", InvalidTensorError, "stream.inflate", None),
+    ("declared_size_bomb", _ix(_declared_bomb), "verify", ResourceLimitError, "limit.tensor", None),
+    ("cumulative_bomb", _ix(_cumulative_ix), "verify", ResourceLimitError, "limit.total", TIGHT),
+    # codecs (gaps)
+    ("gaps_bad_order", _ix(lambda p: p.tensor(K).__setitem__("params", {"order": "spiral"})), "verify", InvalidTensorError, "gaps.params", None),
+    ("gaps_ends_with_filler", _ix(_gap_edit(lambda b: b + bytearray([255]))), "verify", InvalidTensorError, "gaps.trailing", None),
+    ("gaps_past_the_end", _ix(_gap_edit(lambda b: b[:-1] + bytearray([254]) + bytearray([255] * 300) + b[-1:])), "verify", InvalidTensorError, "gaps.streams", None),
+    ("gaps_overflow", _ix(_gap_edit(lambda b: bytearray([255] * 200) + b)), "verify", InvalidTensorError, "gaps.range", None),
+    ("gaps_count_high", _ix(_gap_edit(_extra_final)), "verify", InvalidTensorError, "gaps.count", None),
+    ("gaps_count_low", _ix(_gap_edit(_drop_final)), "verify", InvalidTensorError, "gaps.streams", None),
+    ("gaps_zero_value", _ix(_zero_value), "verify", InvalidTensorError, "gaps.values", None),
+    ("checksum_mismatch", _ix(_flip_value), "verify", InvalidTensorError, "tensor.checksum", None),
+    ("dense_nnz_mismatch", _ix(_dense_nnz), "verify", CorruptFileError, "tensor.nnz", None),
+    # structure of the indexed layout
+    ("blob_filtered", _ix(_blob_filtered), "verify", CorruptFileError, "format.blobs", None),
+    ("blob_numbering", _ix(_blob_gap), "verify", CorruptFileError, "format.blobs", None),
+    ("root_member", _ix(_root_member), "verify", CorruptFileError, "format.members", None),
+    ("tree_numeric_dataset", _ix(_tree_numeric), "verify", CorruptFileError, "format.tree", None),
+    ("orphan_placeholder", _ix(_placeholder), "verify", CorruptFileError, "format.tree", None),
+    ("member_traversal", _ix(_member_name), "verify", CorruptFileError, "zip.name", None),
+    ("model_with_tree", _ix_model(_model_tree), "verify", CorruptFileError, "format.members", None),
+    # codecs (shared)
+    ("shared_code_out_of_range", _ix_shared(_shared_edit(_code_past)), "verify", InvalidTensorError, "shared.codes", None),
+    ("shared_codebook_zero", _ix_shared(_shared_edit(_book_zero)), "verify", InvalidTensorError, "shared.codebook", None),
+    ("shared_codebook_unsorted", _ix_shared(_shared_edit(_book_unsorted)), "verify", InvalidTensorError, "shared.codebook", None),
+    ("shared_k_mismatch", _ix_shared(lambda p: p.tensor(K)["params"].__setitem__("k", 12)), "verify", InvalidTensorError, "shared.codebook", None),
+    ("shared_k_too_big", _ix_shared(lambda p: p.tensor(K)["params"].__setitem__("k", 300)), "verify", InvalidTensorError, "shared.params", None),
+    ("shared_codes_truncated", _ix_shared(_shared_edit(_codes_short)), "verify", InvalidTensorError, "shared.streams", None),
+    ("shared_codebook_deflated", _ix_shared(_book_deflated), "verify", InvalidTensorError, "shared.codebook", None),
+    ("shared_gap_overflow", _ix_shared(_shared_edit(lambda s, t: s.__setitem__(1, bytearray([255] * 200) + s[1]))), "verify", InvalidTensorError, "shared.range", None),
+    # HDF5 structure (the tree of an indexed file)
+    ("soft_link", _ix(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("alias", h5py.SoftLink("/tree/layers")))), "verify", UnsupportedFormatError, "h5.softlink", None),
+    ("external_link", _ix(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("ext", h5py.ExternalLink("canary.h5", "/x")))), "verify", UnsupportedFormatError, "h5.externallink", None),
+    ("hard_link_alias", _ix(lambda p: setattr(p, "extra", lambda f: f["tree"].__setitem__("again", f["tree/layers/dense"]))), "verify", UnsupportedFormatError, "h5.alias", None),
+    ("hostile_name", _ix(lambda p: setattr(p, "extra", lambda f: f["tree"].create_group("a\x1b[2Jb"))), "verify", CorruptFileError, "h5.name", None),
+    ("deep_nesting", _ix(lambda p: setattr(p, "extra", lambda f: _deep({"tree": f["tree"]}, None))), "verify", ResourceLimitError, "limit.depth", None),
+    ("too_many_attributes", _ix(lambda p: setattr(p, "extra", lambda f: _many_attrs({"tree": f["tree"]}, None))), "verify", ResourceLimitError, "limit.attributes", TIGHT),
     # version-1 reader
     ("v1_checksum_mismatch", _v1(lambda f, w: _csr(f).attrs.__setitem__("sparsecomp.sha256", np.bytes_(b"0" * 64))), "verify", InvalidTensorError, "tensor.checksum", None),
     ("v1_checksum_missing", _v1(lambda f, w: f["tree/layers/dense/vars/1"].attrs.__delitem__("sparsecomp.sha256")), "verify", InvalidTensorError, "tensor.checksum.missing", None),
@@ -591,9 +641,23 @@ CASES = [
     ("v1_compression_ratio_bomb", _v1(_compression_bomb), "verify", ResourceLimitError, "limit.compression", None),
     ("v1_declares_data_stores_none", _v1(_unallocated), "verify", CorruptFileError, "h5.storage", None),
     ("v1_nan_values", _v1(_nan), "verify", InvalidTensorError, "tensor.nonfinite", None),
+    # version 3: the zdict coding (DEFLATE with the preset dictionary), digests
+    ("zdict_inflates_past", _ix_model(_member_edit(lambda d: ("zdict", compress(d + b" " * 10, "zdict"), len(d)))), "verify", InvalidTensorError, "stream.inflate", None),
+    ("zdict_truncated", _ix_model(_member_edit(lambda d: ("zdict", compress(d, "zdict")[:-3], len(d)))), "verify", InvalidTensorError, "stream.truncated", None),
+    ("zdict_trailing", _ix_model(_member_edit(lambda d: ("zdict", compress(d, "zdict") + b"\0\0", len(d)))), "verify", InvalidTensorError, "stream.trailing", None),
+    ("zdict_data_as_deflate", _ix_model(_member_edit(lambda d: ("deflate", compress(d, "zdict"), len(d)))), "verify", InvalidTensorError, "stream.deflate", None),
+    ("zdict_ratio_bomb", _ix_model(_member_edit(lambda d: ("zdict", compress(d, "zdict"), 1 << 28))), "verify", ResourceLimitError, "limit.compression", None),
+    ("zdict_in_v2", _ix(_zdict_in_v2, "v2"), "verify", CorruptFileError, "stream.coding", None),
+    ("stream_declares_zero", _ix_model(_member_edit(lambda d: ("deflate", _zeros_deflated(512 << 20), 0))), "verify", InvalidTensorError, "stream.inflate", None),
+    ("digest_prefix_mismatch", _ix(_other_digest), "verify", InvalidTensorError, "tensor.checksum", None),
+    ("digest_full_length", _ix(lambda p: p.tensor(K).__setitem__("digest", "0" * 64)), "verify", CorruptFileError, "index.schema", None),
+    ("digest_v2_field", _ix(lambda p: p.tensor(K).__setitem__("sha256", "0" * 64)), "verify", CorruptFileError, "index.schema", None),
+    ("file_digest_missing", _ix(lambda p: p.doc.pop("sha256")), "verify", CorruptFileError, "index.schema", None),
+    ("file_digest_mismatch", _ix(lambda p: p.doc.__setitem__("sha256", "0" * 64)), "verify", CorruptFileError, "file.checksum", None),
+    ("file_digest_order", _ix(lambda p: p.doc["tensors"].reverse()), "verify", CorruptFileError, "file.checksum", None),
     # models
     ("lambda_layer", _lambda_config, "load", UnsafeModelError, "model.lambda", None),
-    ("weight_shape_mismatch", _v2_model(_config_edit(_shape_mismatch)), "load", WeightMismatchError, "weights.shape", None),
+    ("weight_shape_mismatch", _ix_model(_config_edit(_shape_mismatch)), "load", WeightMismatchError, "weights.shape", None),
 ]
 
 
@@ -608,7 +672,7 @@ def build_bases(work: Path) -> dict:
     m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
     model = work / "model.sparse.h5"
     sparsecomp.save(m, model)
-    return {"v2": v2, "v1": V1_BASE, "model": model, "shared": shared}
+    return {"packed": v2, "v1": V1_BASE, "v2": V2_BASE, "model": model, "shared": shared}
 
 
 def build_all(out_dir) -> dict:
@@ -617,7 +681,7 @@ def build_all(out_dir) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     work = out / "_work"
     bases = build_bases(work)
-    shutil.copy(bases["v2"], out / "_base.sparse.h5")
+    shutil.copy(bases["packed"], out / "_base.sparse.h5")
     paths = {}
     for name, build, *_ in CASES:
         p = out / f"{name}.sparse.h5"
