@@ -20,7 +20,8 @@ else:
 
 
 @pytest.mark.parametrize("mode,runs", [("raw", 300), ("rawh5", 400), ("mutate", 600), ("index", 300),
-                                       ("codec:gaps", 3000), ("codec:planes", 5000), ("codec:dense", 3000), ("codec:shared", 3000)])
+                                       ("codec:gaps", 3000), ("codec:planes", 5000), ("codec:dense", 3000), ("codec:shared", 3000),
+                                       ("stream:zdict", 3000)])
 def test_fuzz_short_budget(tmp_path, mode, runs):
     stats = tmp_path / "stats.json"
     r = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz" / "fuzz_reader.py"), mode,
@@ -34,5 +35,5 @@ def test_fuzz_short_budget(tmp_path, mode, runs):
     assert s["refused"] > 0            # the fuzzer did reach the checks
     if mode not in ("raw",):
         assert set(s["rules"]) - {"file.signature", "file.superblock"}     # and got past the framing
-    if mode == "index" or mode.startswith("codec:"):
+    if mode == "index" or mode.startswith(("codec:", "stream:")):
         assert s["accepted"] > 0       # and produced inputs the decoders accept, not only refusals

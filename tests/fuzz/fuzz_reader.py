@@ -5,6 +5,7 @@
     python tests/fuzz/fuzz_reader.py mutate      -atheris_runs=100000 -timeout=10 -rss_limit_mb=2048
     python tests/fuzz/fuzz_reader.py index       -atheris_runs=100000 -timeout=10 -rss_limit_mb=2048
     python tests/fuzz/fuzz_reader.py codec:gaps  -atheris_runs=100000 -timeout=10 -rss_limit_mb=2048
+    python tests/fuzz/fuzz_reader.py stream:zdict -atheris_runs=100000 -timeout=10 -rss_limit_mb=2048
 
 File modes (every input written to a file and given to ``verify``, then, if accepted, to
 ``read_tensors``, ``inspect`` and ``unpack``): ``raw`` feeds the bytes as they are, ``rawh5``
@@ -14,6 +15,9 @@ the boundaries: negative, huge, wrong type, off by one) and re-emits a well-form
 every input reaches the index checks and the decoders behind them. ``codec:NAME`` drives one
 codec directly: a header (shape, dtype, params, declared stream sizes) and stream bytes from the
 fuzzer, through the header check and the decoder — no HDF5 in the way, thousands of inputs a second.
+``stream:CODING`` drives one stream decoder (``deflate``, ``zdict``): a declared decoded size and the
+stored bytes from the fuzzer; it must give exactly the declared number of bytes or refuse, and a
+stream the writer made must decode to what was encoded.
 
 The only acceptable outcomes are success or a ``SparseCompError``; any other exception escaping
 is a crash (atheris stops and saves the input). libFuzzer's ``-timeout`` turns a hang into a crash
@@ -314,14 +318,66 @@ def codec(name: str):
     return run
 
 
+def stream(coding: str):
+    """One stream decoder. Half the inputs are a declared size and stored bytes straight from the
+    fuzzer; the other half edit a stream the writer made (bytes changed, cut, appended; the
+    declared size moved), which must decode to its text while it is unedited."""
+    from sparsecomp.storage.streams import deflate
+    text_seed = (Path(sparsecomp.__file__).parent / "storage" / "spec.py").read_bytes()[:3000]
+    made = [(text_seed[:n], deflate(text_seed[:n], zdict=coding == "zdict")) for n in (0, 1, 200, 3000)]
+
+    def run(data: bytes) -> None:
+        STATS["inputs"] += 1
+        fdp = atheris.FuzzedDataProvider(data)
+        plain = None
+        if fdp.ConsumeBool():
+            plain, packed = made[fdp.ConsumeIntInRange(0, len(made) - 1)]
+            size, buf = len(plain), bytearray(packed)
+            for _ in range(fdp.ConsumeIntInRange(0, 3)):
+                plain = None
+                op = fdp.ConsumeIntInRange(0, 3)
+                if op == 0 and buf:
+                    buf[fdp.ConsumeIntInRange(0, len(buf) - 1)] = fdp.ConsumeIntInRange(0, 255)
+                elif op == 1:
+                    del buf[fdp.ConsumeIntInRange(0, len(buf)):]
+                elif op == 2:
+                    buf += fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 16))
+                else:
+                    size = max(0, size + fdp.ConsumeIntInRange(-4, 4))
+            stored = bytes(buf)
+        else:
+            size = fdp.ConsumeIntInRange(0, 1 << 24)
+            stored = fdp.ConsumeBytes(fdp.remaining_bytes())
+        try:
+            out = decode_stream(stored, coding, size, max_ratio=1024)
+        except sparsecomp.SparseCompError as exc:
+            if plain is not None:
+                raise AssertionError(f"a stream the writer made was refused: {exc}") from None
+            refused(exc)
+            return
+        except BaseException as exc:
+            crashed(exc)
+            raise
+        STATS["accepted"] += 1
+        if len(out) != size or (plain is not None and bytes(out) != plain):
+            STATS["silent_corruptions"] += 1
+            raise AssertionError(f"declared {size} bytes, decoded {len(out)}")
+    return run
+
+
 def main() -> None:
     modes = {"raw": raw, "rawh5": rawh5, "mutate": mutate, "index": index}
-    mode = next((a for a in sys.argv[1:] if a in modes or a.startswith("codec:")), "mutate")
+    mode = next((a for a in sys.argv[1:] if a in modes or a.startswith(("codec:", "stream:"))), "mutate")
     argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != mode]
     STATS["mode"] = mode
     SEED_FILES.extend(seed_files())
     SEEDS.extend(p.read_bytes() for p in SEED_FILES)
-    fn = codec(mode.split(":", 1)[1]) if mode.startswith("codec:") else modes[mode]
+    if mode.startswith("codec:"):
+        fn = codec(mode.split(":", 1)[1])
+    elif mode.startswith("stream:"):
+        fn = stream(mode.split(":", 1)[1])
+    else:
+        fn = modes[mode]
     atheris.Setup(argv, fn)
     atheris.Fuzz()
 
