@@ -16,6 +16,14 @@ Added before reporting run 10 (2026-12-07), not chosen on any test figure: ``fin
 the schedule, every layer trains at once (masks held) and the best epoch on validation is kept when
 it beats the schedule's end. Runs 8 and 9 passed the 0.2-point gate on validation at every step
 and still lost 0.21-0.22 points on test: groups were fine-tuned with the others frozen, never together.
+
+Changed before reporting run 13 (run 12 with the final epochs kept one of them in one seed of three and
+lost 0.21, 0.17, 0.23 points): the gate gets a statistical margin (``paired``, z = 0.5: the validation
+drop plus half a standard error of the paired dense-vs-pruned difference must stay within 0.2 points;
+the last steps' validation drops wander by +-0.05 points from step to step, so the step a fixed gate
+lets through last is the luckiest), for pruning and weight sharing alike; and ``target_sparsity``
+0.9905 instead of 0.9915: dead-unit removal took 9-10% of the non-zeros in runs 8, 9 and 12 (3,878 ->
+3,507 in run 9's seed 0), so 99.05% of the kernel weights zero already gives >= 100x after removal.
 """
 
 from benchmarks import pruning_run
@@ -23,12 +31,13 @@ from benchmarks.pruning_run import headline  # noqa: F401  (headline: the render
 
 SETTINGS = {"train_epochs": 12, "method": "std", "q0": 0.5, "step": 0.3, "min_step": 0.075, "max_reverts": 2,
             "max_q": 10.0, "max_drop": 0.002, "epochs": 3, "recovery_epochs": 5, "learning_rate": 1e-3,
-            "lr_decay": 0.6, "l2": 5e-5, "target_sparsity": 0.9915, "final_epochs": 4, "validation_split": 1 / 12, "groups": "auto",
+            "lr_decay": 0.6, "l2": 5e-5, "target_sparsity": 0.9905, "final_epochs": 4, "validation_split": 1 / 12, "groups": "auto",
             "group_settings": {"conv": {"q0": 1.0, "step": 0.5, "epochs": 1, "recovery_epochs": 3,
                                         "max_reverts": 1}},
-            "gate": "fixed", "z": 1.0, "level": 3,
+            "gate": "paired", "z": 0.5, "level": 3,
             "quantize": {"bits": "search", "min_bits": 3, "max_bits": 6, "init": "linear", "epochs": 1,
-                         "recovery_epochs": 2, "learning_rate": 1e-4, "max_drop": 0.002}}
+                         "recovery_epochs": 2, "learning_rate": 1e-4, "max_drop": 0.002,
+                         "gate": "paired", "z": 0.5}}
 SEEDS = [0, 1, 2]
 
 
