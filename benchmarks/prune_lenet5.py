@@ -12,8 +12,8 @@ with a coarser schedule (``group_settings``) and at most ``max_reverts`` back-of
 0.20 more. Hence, fixed before the reporting run: ``target_sparsity`` 0.9915 (just past the 99.14%
 the target needs, not beyond) and codebooks of at least 3 bits.
 
-Added before reporting run 10 (2026-12-07), not chosen on any test figure: ``final_epochs`` 4 — after
-the schedule, every layer trains at once (masks held) and the best epoch on validation is kept when
+Added before reporting run 12 (2026-12-07; runs 10 and 11 were stopped), not chosen on any test
+figure: ``final_epochs`` 4 — after the schedule, every layer trains at once (masks held) and the best epoch on validation is kept when
 it beats the schedule's end. Runs 8 and 9 passed the 0.2-point gate on validation at every step
 and still lost 0.21-0.22 points on test: groups were fine-tuned with the others frozen, never together.
 
