@@ -119,17 +119,31 @@ def crashed(exc) -> None:
     STATS["leaked_exception_types"].append(type(exc).__name__)
 
 
-def check_file(path: Path) -> None:
-    STATS["inputs"] += 1
+_REFUSED = object()
+
+
+def judged(call, *, valid: str | None = None):
+    """``call()``, judged: its result (counted as accepted), or ``_REFUSED`` when it raised a
+    ``SparseCompError`` (counted by rule); ``valid`` names an input that must not be refused (an
+    AssertionError if it is). Any other exception escaping is a crash: counted, then re-raised."""
     try:
-        sparsecomp.verify(path, limits=LIMITS)
+        out = call()
     except sparsecomp.SparseCompError as exc:
+        if valid is not None:
+            raise AssertionError(f"{valid} was refused: {exc}") from None
         refused(exc)
-        return
+        return _REFUSED
     except BaseException as exc:
         crashed(exc)
         raise
     STATS["accepted"] += 1
+    return out
+
+
+def check_file(path: Path) -> None:
+    STATS["inputs"] += 1
+    if judged(lambda: sparsecomp.verify(path, limits=LIMITS)) is _REFUSED:
+        return
     # accepted: every tensor must decode to what its checksum says, and the other verbs must work
     try:
         with Reader(path, LIMITS) as r:
@@ -298,18 +312,13 @@ def codec(name: str):
             stored[j] = bytes(s)
         refs = tuple(StreamRef(c, len(st), max(len(p) + d, 0)) for c, st, p, d in zip(codings, stored, plain, delta))
         h = TensorHeader("t", shape, dtype, name, params, refs, nnz=nnz)
-        try:
+        def decode():
             target.check(h)
-            out = target.decode(h, [decode_stream(st, r.coding, r.size, max_ratio=1024) for st, r in zip(stored, refs)])
-        except sparsecomp.SparseCompError as exc:
-            if clean:
-                raise AssertionError(f"a clean encoding was refused: {exc}") from None
-            refused(exc)
+            return target.decode(h, [decode_stream(st, r.coding, r.size, max_ratio=1024)
+                                     for st, r in zip(stored, refs)])
+        out = judged(decode, valid="a clean encoding" if clean else None)
+        if out is _REFUSED:
             return
-        except BaseException as exc:
-            crashed(exc)
-            raise
-        STATS["accepted"] += 1
         wrong = out.shape != shape or out.dtype != dtype or (name == "gaps" and count_nonzero(out) != nnz)
         if wrong or (clean and out.tobytes() != a.tobytes()):
             STATS["silent_corruptions"] += 1
@@ -348,17 +357,10 @@ def stream(coding: str):
         else:
             size = fdp.ConsumeIntInRange(0, 1 << 24)
             stored = fdp.ConsumeBytes(fdp.remaining_bytes())
-        try:
-            out = decode_stream(stored, coding, size, max_ratio=1024)
-        except sparsecomp.SparseCompError as exc:
-            if plain is not None:
-                raise AssertionError(f"a stream the writer made was refused: {exc}") from None
-            refused(exc)
+        out = judged(lambda: decode_stream(stored, coding, size, max_ratio=1024),
+                     valid="a stream the writer made" if plain is not None else None)
+        if out is _REFUSED:
             return
-        except BaseException as exc:
-            crashed(exc)
-            raise
-        STATS["accepted"] += 1
         if len(out) != size or (plain is not None and bytes(out) != plain):
             STATS["silent_corruptions"] += 1
             raise AssertionError(f"declared {size} bytes, decoded {len(out)}")
