@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job, end to end, offline (about 5-8 minutes on 2 CPU cores):
+# The main job, end to end, offline (about 3-4 minutes on 2 CPU cores):
 # train the reference LeNet-5 on MNIST (the project's own copy), then `sparsecomp compress` it —
 # iterative std-threshold pruning over frozen groups, dead-unit removal, sparse checkpoint, report.
 # The schedule here is a quick one (chosen on a private dev split, no test image read: see
