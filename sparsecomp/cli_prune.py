@@ -40,7 +40,8 @@ METHOD_FLAGS = {
 TUNING_FLAGS = {"epochs": "epochs", "recovery_epochs": "recovery_epochs", "max_drop": "max_drop", "gate": "gate",
                 "z": "z", "batch_size": "batch_size", "lr": "learning_rate", "lr_decay": "lr_decay", "l2": "l2",
                 "metric": "metric", "validation_split": "validation_split", "max_epochs": "max_epochs",
-                "seed": "seed", "expected_baseline": "expected_baseline"}
+                "seed": "seed", "expected_baseline": "expected_baseline", "distill": "distill",
+                "temperature": "temperature"}
 
 
 def _load_any(args):
@@ -422,6 +423,10 @@ def _common(p, progress_flag, *, method_default="std"):
     g.add_argument("--gate", choices=GATES, default=None,
                    help="fixed: drop <= max-drop; paired: drop + z standard errors <= max-drop")
     g.add_argument("--z", type=float, default=None, help="paired gate: the margin in standard errors (default 1)")
+    g.add_argument("--distill", type=float, default=None, metavar="WEIGHT",
+                   help="knowledge distillation: this weight on the cross-entropy to the unpruned model's softened "
+                        "predictions, 1 - WEIGHT on the labels' (default 0: off)")
+    g.add_argument("--temperature", type=float, default=None, help="distillation's softening temperature (default 4)")
     g.add_argument("--batch-size", type=int, default=None, help="the global batch (default 128)")
     g.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the model's)")
     g.add_argument("--lr-decay", type=float, default=None,

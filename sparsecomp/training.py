@@ -90,6 +90,11 @@ class FineTuning:
         check_baseline: refuse a dense model whose validation accuracy is near chance (wrong
             preprocessing or labels): every "reduction" measured from it would be meaningless.
         expected_baseline: also refuse one more than 2 points below this accuracy.
+        distill: weight of knowledge distillation (``0``: off): every epoch trains on ``(1 -
+            distill)`` times the hard-label cross-entropy plus ``distill`` times the cross-entropy
+            to the softened predictions of the model the stage started from (see
+            :mod:`sparsecomp.distillation`); a classifier with a cross-entropy loss, arrays only.
+        temperature: the softening temperature of distillation.
     """
 
     epochs: int = 1
@@ -110,6 +115,8 @@ class FineTuning:
     seed: int = 0
     check_baseline: bool = True
     expected_baseline: float | None = None
+    distill: float = 0.0
+    temperature: float = 4.0
 
     def __post_init__(self):
         check_count("epochs", self.epochs)
@@ -135,6 +142,8 @@ class FineTuning:
             raise BadArgumentError("`check_baseline` must be True or False", rule="argument.check_baseline")
         if self.expected_baseline is not None:
             check_fraction("expected_baseline", self.expected_baseline)
+        check_fraction("distill", self.distill, allow_zero=True, allow_one=False)
+        check_number("temperature", self.temperature, 0.0, open_lo=True)
 
     @classmethod
     def build(cls, tuning: FineTuning | None = None, defaults: dict | None = None, **kwargs) -> FineTuning:
@@ -403,6 +412,9 @@ class FineTuner:
             self._check_resumable(self._resume_from[0])
         with self.scope():
             self._install(clone_model(model))
+        self.distilling = tuning.distill > 0
+        if self.distilling:
+            self._distill_from_working_copy()
         self.compile()
         if self.tuning.lr_decay != 1.0 and isinstance(self.work.optimizer.get_config().get("learning_rate"), dict):
             raise BadArgumentError("`lr_decay` restarts and decays a plain learning rate at every pruning step; the "
@@ -412,6 +424,26 @@ class FineTuner:
         self.baseline = self.evaluate(record_baseline=True)
         if tuning.check_baseline:
             self._check_baseline()
+
+    def _distill_from_working_copy(self) -> None:
+        """Train on ``[labels | softened predictions]`` of the working copy as it is now (before any
+        change) with the distillation loss; the gate then reads accuracy from predictions."""
+        import keras
+
+        from .distillation import cross_entropy_kind, distillation_loss, packed_targets
+        t = self.tuning
+        if self.strategy is not None or not self.data.arrays:
+            raise BadArgumentError("distillation needs the training data as (x, y) arrays and no tf.distribute "
+                                   "strategy; pass distill=0", rule="argument.distill")
+        if t.metric not in ACCURACY_METRICS:
+            raise BadArgumentError(f"distillation gates on accuracy; metric is {t.metric!r}", rule="argument.distill")
+        _, logits = cross_entropy_kind(self.cfg["loss"])
+        x, y = self.data.train
+        targets = packed_targets(self.work, x, y, temperature=t.temperature, from_logits=logits,
+                                 batch_size=max(t.batch_size, 256))
+        self.data.train = (x, targets)
+        self.cfg["loss"] = keras.saving.serialize_keras_object(distillation_loss(t.distill, t.temperature, logits))
+        self.cfg["metrics"] = None            # the targets are packed: accuracy comes from predictions
 
     def run_settings(self) -> dict:
         """What a history records of the run: the method's settings, the fine-tuning settings, and
@@ -519,6 +551,12 @@ class FineTuner:
     def evaluate(self, *, record_baseline: bool = False) -> float:
         """The validation metric (aggregated over replicas); the paired gate also keeps which
         validation examples the model gets right."""
+        if self.distilling:                   # accuracy from predictions (the loss wants packed targets)
+            correct = self._correct()
+            if record_baseline:
+                self._baseline_correct = correct
+            self._last_correct = correct
+            return float(np.mean(correct))
         if self.strategy is not None:
             res = self.loop.evaluate(self.data.val_dataset())
         else:
