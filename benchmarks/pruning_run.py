@@ -308,11 +308,51 @@ def report(entries: list, model_name: str) -> str:
                              f"{np.mean([v['ratio'] for v in vals]):.1f}× | "
                              f"{np.mean([v['bytes_per_nonzero'] for v in vals]):.2f} | {acc:.4f} |")
             lines.append("")
+        gaps = validation_gaps(entries)
+        if gaps:
+            lines += [gaps, ""]
         lines.append(f"![validation accuracy along the schedule](results/{name}.png)")
     legacy = legacy_report(name, entries)
     if legacy:
         lines += ["", legacy]
     return "\n".join(lines)
+
+
+def validation_gaps(entries: list) -> str:
+    """How far the held-out validation split (every decision's data) predicted the accuracy drop on
+    data no decision saw, over every finished run's seeds: the test drop minus the validation drop
+    in reporting runs, the dev drop minus the validation drop in exploratory runs (whose dev
+    images come from the training set, as the validation images do). Smoke tests are left out."""
+    from benchmarks.render import fmt_stats
+    rows = {"test": {"pruned": [], "shared": []}, "dev": {"pruned": [], "shared": []}}
+    for e in entries:
+        if e.get("status") != "ok" or not (e.get("results") or {}).get("seeds") or \
+                "smoke test" in (e.get("label") or ""):
+            continue
+        kind = "dev" if e.get("exploratory") else "test"
+        for sd in e["results"]["seeds"]:
+            base = sd.get("baseline_val")
+            pruned = sd.get("pruned_dev_drop_points" if kind == "dev" else "pruned_drop_points")
+            if base is None or pruned is None or sd.get("final_val") is None:
+                continue
+            rows[kind]["pruned"].append(pruned - 100 * (base - sd["final_val"]))
+            final = sd.get("dev_drop_points" if kind == "dev" else "drop_points")
+            if sd.get("quantize_val") is not None and final is not None:
+                rows[kind]["shared"].append(final - 100 * (base - sd["quantize_val"]))
+    parts = []
+    for kind, what in (("test", "test drop (reporting runs; MNIST's test images are by other writers than its training images)"),
+                       ("dev", "dev drop (exploratory runs, held-out training images)")):
+        for stage, label in (("pruned", "after pruning"), ("shared", "after weight sharing")):
+            v = rows[kind][stage]
+            if len(v) >= 2:
+                parts.append(f"{what} minus validation drop {label}: {fmt_stats(summary_stats(v), 2)} points "
+                             f"over {len(v)} seeds")
+    if not parts:
+        return ""
+    return ("How well the validation gate predicts unseen data, every finished run's seeds (computed from the "
+            "records, smoke tests left out): " + "; ".join(parts) + ". A positive gap on test but none on dev would mean the validation "
+            "split (carved from the training set) is not overfitted by the many decisions made on it, while "
+            "the test images differ from it.")
 
 
 def glance(entries: list, model_name: str) -> list:
