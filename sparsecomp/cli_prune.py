@@ -181,6 +181,9 @@ def _method_kwargs(args, strategy=None) -> dict:
         v = getattr(args, dest, None)
         if v is not None:
             kw[field] = v
+    if kw.get("temperature") is not None and not kw.get("distill"):
+        raise BadArgumentError("--temperature softens distillation's targets: it needs --distill WEIGHT (> 0)",
+                               rule="argument.temperature")
     if args.no_baseline_check:
         kw["check_baseline"] = False
     for dest, key in own.items():
@@ -424,8 +427,9 @@ def _common(p, progress_flag, *, method_default="std"):
                    help="fixed: drop <= max-drop; paired: drop + z standard errors <= max-drop")
     g.add_argument("--z", type=float, default=None, help="paired gate: the margin in standard errors (default 1)")
     g.add_argument("--distill", type=float, default=None, metavar="WEIGHT",
-                   help="knowledge distillation: this weight on the cross-entropy to the unpruned model's softened "
-                        "predictions, 1 - WEIGHT on the labels' (default 0: off)")
+                   help="knowledge distillation: this weight on the cross-entropy to the softened predictions of "
+                        "the model each stage starts from (the dense one for pruning, the pruned one for weight "
+                        "sharing), 1 - WEIGHT on the labels' (default 0: off)")
     g.add_argument("--temperature", type=float, default=None, help="distillation's softening temperature (default 4)")
     g.add_argument("--batch-size", type=int, default=None, help="the global batch (default 128)")
     g.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the model's)")

@@ -11,6 +11,10 @@ the soft term's gradients on the scale of the hard one's). A pruned network that
 toward its dense teacher's whole output distribution, not just the argmax, keeps more of what
 the teacher knew about which classes look alike.
 
+For a model ending in softmax, ``log p`` is taken of probabilities clipped at ``1e-7``: classes a
+saturated teacher gives less than that all look alike once softened. A model that outputs logits
+(``from_logits=True`` in its loss) keeps them apart.
+
 Targets travel as one array ``[one-hot labels | teacher's softened probabilities]`` of shape
 ``(n, 2 * classes)``, so batching, the data order and the cached frozen prefix of
 :class:`~sparsecomp.training.FeatureCache` need nothing new. Only the fine-tuning compile config
@@ -80,6 +84,10 @@ def cross_entropy_kind(loss) -> tuple[str, bool]:
     name, cfg = loss, {}
     if isinstance(loss, dict):
         name, cfg = loss.get("class_name"), loss.get("config") or {}
+        if name == "function" and isinstance(cfg, str):       # compiled with keras.losses.<function>
+            name, cfg = cfg, {}
+    elif callable(loss) and not hasattr(loss, "get_config"):
+        name = getattr(loss, "__name__", type(loss).__name__)
     elif not isinstance(loss, str):
         name = type(loss).__name__
         cfg = loss.get_config() if hasattr(loss, "get_config") else {}
@@ -109,9 +117,14 @@ def packed_targets(teacher, x, y, *, temperature: float, from_logits: bool, batc
     if y.ndim == 2 and y.shape[1] == c:
         hard = y.astype(np.float64)
     else:
-        labels = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
-        if labels.dtype.kind == "f" and not np.all(np.equal(np.mod(labels, 1), 0)):
-            raise BadArgumentError("distillation needs class labels (indices or one-hot rows)", rule="argument.distill")
+        if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+            raise BadArgumentError(f"distillation needs class labels: indices, or one-hot rows as wide as the model's "
+                                   f"{c} outputs. Received: labels of shape {y.shape}", rule="argument.distill")
+        labels = y.reshape(-1)
+        if labels.dtype.kind not in "iubf" or (labels.dtype.kind == "f" and not np.all(np.mod(labels, 1) == 0)):
+            example = labels[0] if labels.size else None
+            raise BadArgumentError(f"distillation needs class labels (integers, or one-hot rows). Received: labels of "
+                                   f"dtype {labels.dtype}, e.g. {example!r}", rule="argument.distill")
         labels = labels.astype(np.int64)
         if labels.size and (labels.min() < 0 or labels.max() >= c):
             raise BadArgumentError(f"labels run from {labels.min()} to {labels.max()}; the model has {c} classes",

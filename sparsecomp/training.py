@@ -52,6 +52,7 @@ ACCURACY_METRICS = ("accuracy", "sparse_categorical_accuracy", "categorical_accu
 #: per-example correctness (dense vs pruned on the same validation images) — a margin that grows
 #: with how noisy the validation estimate is.
 GATES = ("fixed", "paired")
+_CLASS_ACCURACY = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy")
 
 
 class PruningInterrupted(KeyboardInterrupt):
@@ -393,6 +394,7 @@ class FineTuner:
         self.strategy = get_strategy(strategy)
         self.chief = is_chief(self.strategy)
         self.cfg = compile_config(model, tuning)
+        self.base_cfg = copy.deepcopy(self.cfg)      # before distillation swaps the loss
         self.data = TrainingData(data, validation_data, tuning, self.strategy)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.interrupt_dir = Path(interrupt_dir) if interrupt_dir else None
@@ -432,11 +434,20 @@ class FineTuner:
 
         from .distillation import cross_entropy_kind, distillation_loss, packed_targets
         t = self.tuning
-        if self.strategy is not None or not self.data.arrays:
-            raise BadArgumentError("distillation needs the training data as (x, y) arrays and no tf.distribute "
-                                   "strategy; pass distill=0", rule="argument.distill")
-        if t.metric not in ACCURACY_METRICS:
-            raise BadArgumentError(f"distillation gates on accuracy; metric is {t.metric!r}", rule="argument.distill")
+        if self.strategy is not None:
+            raise BadArgumentError("distillation runs without a tf.distribute strategy (its targets are built from "
+                                   f"arrays on one machine). Received: strategy={type(self.strategy).__name__}; pass "
+                                   "distill=0 or no strategy", rule="argument.distill")
+        if not self.data.arrays:
+            raise BadArgumentError("distillation needs the training data as (x, y) arrays (the teacher's predictions "
+                                   "are computed once per example). Received: a tf.data.Dataset; pass arrays or "
+                                   "distill=0", rule="argument.distill")
+        if t.metric not in _CLASS_ACCURACY:
+            raise BadArgumentError(f"distillation gates on class accuracy: metric must be one of "
+                                   f"{list(_CLASS_ACCURACY)}. Received: metric={t.metric!r}", rule="argument.distill")
+        if self.data.val_labels() is None:
+            raise BadArgumentError("distillation gates on class accuracy and needs class labels (indices or one-hot "
+                                   "rows) in the validation data", rule="argument.distill")
         _, logits = cross_entropy_kind(self.cfg["loss"])
         x, y = self.data.train
         targets = packed_targets(self.work, x, y, temperature=t.temperature, from_logits=logits,
@@ -717,8 +728,11 @@ class FineTuner:
         for key, what in (("method", "another method"), ("settings", "other settings"),
                           ("tuning", "other fine-tuning settings"), ("model_fingerprint", "another model"),
                           ("data_fingerprint", "other data")):
-            if meta.get(key) != mine[key]:
-                theirs, ours = meta.get(key), mine[key]
+            theirs, ours = meta.get(key), mine[key]
+            if key == "tuning" and isinstance(theirs, dict):      # a field added since: it had its default
+                defaults = json.loads(json.dumps(FineTuning().to_dict(), default=float))
+                theirs = {**{k: v for k, v in defaults.items() if k not in theirs}, **theirs}
+            if theirs != ours:
                 diff = ""
                 if isinstance(theirs, dict) and isinstance(ours, dict):
                     keys = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
@@ -795,17 +809,25 @@ class FineTuner:
                 layer.trainable = True
             final.compile_from_config(copy.deepcopy(self._caller_compile_config()))
         self.work = final
-        if self.strategy is not None:
-            from .distribute import ReplicaLoop
-            res = ReplicaLoop(final, self.strategy).evaluate(self.data.val_dataset())
-        else:
-            res = final.evaluate(**self.data.eval_args(), verbose=0, return_dict=True)
+        res = self._evaluate_final(final)
+        if self.tuning.metric not in res:     # the caller compiled without it: read it as fine-tuning did
+            with self.scope():
+                probe = clone_model(final)
+                probe.compile_from_config(copy.deepcopy(self.base_cfg))
+            res = self._evaluate_final(probe)
         history.final_metric = float(res[self.tuning.metric])
         history.seconds = time.time() - self.t_start
         return final
 
+    def _evaluate_final(self, model) -> dict:
+        if self.strategy is not None:
+            from .distribute import ReplicaLoop
+            return ReplicaLoop(model, self.strategy).evaluate(self.data.val_dataset())
+        return model.evaluate(**self.data.eval_args(), verbose=0, return_dict=True)
+
     def _caller_compile_config(self) -> dict:
-        """The caller's compile config (or the fine-tuning one for an uncompiled model)."""
+        """The caller's compile config (or, for an uncompiled model, the fine-tuning one built from the
+        arguments — never the distillation loss, which wants packed targets)."""
         if getattr(self.source, "compiled", False) and self.source.get_compile_config():
             return dict(self.source.get_compile_config())
-        return self.cfg
+        return self.base_cfg

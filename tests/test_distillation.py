@@ -136,3 +136,64 @@ def test_weight_sharing_distils_from_the_model_it_was_given(trained, data):
     k = shared.get_layer("fc1").get_weights()[0]
     assert np.array_equal(k == 0, pruned.get_layer("fc1").get_weights()[0] == 0)     # pruned positions stay zero
     assert len(np.unique(k[k != 0])) <= 8                                                # 3 bits: 8 shared values
+
+
+def test_an_uncompiled_model_gets_the_plain_loss_back(data):
+    """The model handed back never carries the distillation loss (it wants packed targets)."""
+    import keras
+    src = _mlp()
+    src.compile("adam", "sparse_categorical_crossentropy")
+    src.fit(*data, epochs=1, verbose=0)
+    bare = _mlp()
+    bare.set_weights(src.get_weights())
+    assert not bare.compiled
+    out, h = sparsecomp.prune(bare, data, one_shot=True, q=0.5, loss="sparse_categorical_crossentropy",
+                              distill=0.5)
+    assert out.get_compile_config()["loss"] == "sparse_categorical_crossentropy"
+    assert 0.5 < h.final_metric <= 1.0
+    # compiled without metrics: the gate's metric is still read, the caller's config kept
+    out, h = sparsecomp.prune(src, data, one_shot=True, q=0.5, distill=0.5)
+    assert out.get_compile_config()["metrics"] is None and 0.5 < h.final_metric <= 1.0
+
+
+def test_labels_and_losses_distillation_understands(trained, data):
+    import keras
+    x, y = data[0][:200], data[1][:200]
+    # compiled with the function rather than the class: still a cross-entropy
+    fn = keras.losses.sparse_categorical_crossentropy
+    assert cross_entropy_kind(keras.saving.serialize_keras_object(fn)) == ("sparse", False)
+    assert cross_entropy_kind(fn) == ("sparse", False)
+    with pytest.raises(BadArgumentError, match=r"shape \(200, 3\)"):        # one-hot of the wrong width
+        packed_targets(trained, x, np.eye(3)[y % 3], temperature=2.0, from_logits=False, batch_size=128)
+    with pytest.raises(BadArgumentError, match="dtype"):
+        packed_targets(trained, x, y + 0.5, temperature=2.0, from_logits=False, batch_size=128)
+    with pytest.raises(BadArgumentError, match="class accuracy"):
+        sparsecomp.prune(trained, data, distill=0.5, metric="binary_accuracy")
+
+
+def test_cli_refuses_a_temperature_without_distillation(tmp_path, trained):
+    from sparsecomp.cli import main
+    path = tmp_path / "m.keras"
+    trained.save(path)
+    code = main(["compress", str(path), "--data", "mnist", "--limit", "600", "-o", str(tmp_path / "o.sparse.h5"),
+                 "--temperature", "2"])
+    assert code != 0
+    assert not (tmp_path / "o.sparse.h5").exists()
+
+
+def test_checkpoints_written_before_distillation_existed_still_resume(trained, data, tmp_path):
+    """A checkpoint whose fine-tuning settings lack the fields added since resumes: they had their defaults."""
+    import json
+    kw = dict(q0=0.5, step=0.5, max_q=1.0, epochs=1, recovery_epochs=0, max_drop=0.05, checkpoint_dir=tmp_path)
+    done, h = sparsecomp.prune(trained, data, **kw)
+    meta_path = tmp_path / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    for k in ("distill", "temperature"):
+        del meta["tuning"][k]
+    meta_path.write_text(json.dumps(meta))
+    again, h2 = sparsecomp.prune(trained, data, resume=True, **kw)
+    assert [s.q for s in h2.steps] == [s.q for s in h.steps]
+    meta["tuning"]["temperature"] = 2.0                      # a setting that differs is still refused
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(BadArgumentError, match="temperature"):
+        sparsecomp.prune(trained, data, resume=True, **kw)
