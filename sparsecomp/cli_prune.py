@@ -60,6 +60,19 @@ def _data(args, model):
     return train, test, [source.source] + notes
 
 
+def _validation(args, model, notes) -> dict:
+    """``{"validation_data": (x, y)}`` from --validation-data (its training part, prepared as --data
+    is), or ``{}``; its test part is never read."""
+    if not getattr(args, "validation_data", None):
+        return {}
+    from .data import load_data, prepare
+    source = load_data(args.validation_data, model=model)
+    (x, y), _test, vnotes = prepare(source, model, input_scale=args.input_scale)
+    notes.append(f"validation: the {len(x):,} training samples of {source.source} (every decision is made on "
+                 f"them; --validation-split is not used, all of --data trains)")
+    return {"validation_data": (x, y)}
+
+
 def _ensure_compiled(model, y, notes) -> None:
     """A model without a training config (Keras 2 files saved without optimizer, weights-only
     files) is compiled for fine-tuning: Adam, cross-entropy matching the labels and the output."""
@@ -235,11 +248,12 @@ def _cmd_prune(args) -> int:
                   inputs=[args.input])
     model = _load_any(args)
     train, _test, notes = _data(args, model)
+    validation = _validation(args, model, notes)
     _ensure_compiled(model, train[1], notes)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     pruned, history = METHODS.get(args.method)(model, train, progress=_StepPrinter(args, _n_groups(args, model)),
-                                               **_method_kwargs(args, strategy), **_run_kwargs(args))
+                                               **_method_kwargs(args, strategy), **_run_kwargs(args), **validation)
     pruned.save(args.output)
     if args.history:
         Path(args.history).write_text(history.to_json())
@@ -276,6 +290,9 @@ def _cmd_compress_data_free(args, outputs) -> int:
     if args.bits == "search":
         raise BadArgumentError("--bits search needs data to judge each layer; with --no-data give a number of bits",
                                rule="argument.bits")
+    if args.validation_data:
+        raise BadArgumentError("--validation-data needs data to train on; --no-data prunes without any",
+                               rule="argument.validation_data")
     check_outputs(outputs, force=args.force, inputs=[args.input])
     weights_only = not is_sparse_file(args.input) and args.architecture is None and _weights_only(args.input)
     if weights_only:                                    # tensor level: the file keeps its layout
@@ -375,6 +392,7 @@ def _cmd_compress(args) -> int:
     check_outputs(outputs, force=args.force, inputs=[args.input])
     model = _load_any(args)
     train, test, notes = _data(args, model)
+    validation = _validation(args, model, notes)
     _ensure_compiled(model, train[1], notes)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
@@ -382,7 +400,7 @@ def _cmd_compress(args) -> int:
                    min_ratio=args.min_ratio, level=args.level, quantize=_bits(args.bits),
                    quantize_options={"min_bits": args.min_bits, "max_bits": args.max_bits, "init": args.quantize_init},
                    progress=_StepPrinter(args, _n_groups(args, model)), **_method_kwargs(args, strategy),
-                   **_run_kwargs(args))
+                   **_run_kwargs(args), **validation)
     print(res.storage.format_table())
     print()
     for plan in res.plans:
@@ -440,6 +458,9 @@ def _common(p, progress_flag, *, method_default="std"):
     g.add_argument("--metric", default=None, help="the validation metric the gate reads (default accuracy)")
     g.add_argument("--validation-split", type=float, default=1 / 12,
                    help="held out of the training data (default 1/12: 5000 of MNIST's 60000)")
+    g.add_argument("--validation-data", default=None, metavar="SOURCE",
+                   help="decide on this data instead of a split of --data: the training part of SOURCE (forms as "
+                        "--data), e.g. images like those the model will meet; its test part is never read")
     g.add_argument("--max-epochs", type=int, default=None, help="fine-tuning budget in epochs")
     g.add_argument("--seed", type=int, default=None, help="order of the training data, dropout (default 0)")
     g.add_argument("--no-baseline-check", action="store_true",

@@ -181,3 +181,26 @@ def test_progress_lines_show_elapsed_time_and_an_estimate_of_what_is_left(monkey
     assert lines[0].startswith("[   60.0s]") and "ETA ~7.0 min" in lines[0]
     assert lines[1].startswith("[  120.0s]") and "ETA ~6.0 min" in lines[1]
     assert "share" in lines[2] and "4 bits" in lines[2] and "ETA" not in lines[2]
+
+
+def test_validation_data_decides_instead_of_a_split(trained_dense, tmp_path, capsys):
+    """--validation-data: the gate's baseline is the model's accuracy on that data, and all of --data trains."""
+    import keras
+    import numpy as np
+    (x, y), _ = sparsecomp.load_mnist()
+    np.savez(tmp_path / "train.npz", x_train=x[:3000], y_train=y[:3000])
+    np.savez(tmp_path / "val.npz", x_train=x[50000:51000], y_train=y[50000:51000], x_test=x[:5], y_test=y[:5])
+    assert main(["prune", str(trained_dense), "--data", str(tmp_path / "train.npz"), "--validation-data",
+                 str(tmp_path / "val.npz"), "-o", str(tmp_path / "p.keras"), "--one-shot", "--q", "1.0",
+                 "--history", str(tmp_path / "h.json")]) == 0
+    err = capsys.readouterr().err
+    assert "validation: the 1,000 training samples of arrays in" in err
+    hist = json.loads((tmp_path / "h.json").read_text())
+    m = keras.saving.load_model(trained_dense)
+    xv = (x[50000:51000].astype("float32") / 255.0).reshape((-1,) + tuple(m.input_shape[1:]))
+    want = m.evaluate(xv, y[50000:51000], verbose=0, return_dict=True)["accuracy"]
+    assert hist["baseline"] == pytest.approx(want, abs=1e-6)
+    assert main(["compress", str(trained_dense), "--no-data", "--target-sparsity", "0.5", "--validation-data",
+                 str(tmp_path / "val.npz"), "-o", str(tmp_path / "c.sparse.h5")]) == 1
+    assert "--validation-data needs data to train on" in capsys.readouterr().err
+    assert not (tmp_path / "c.sparse.h5").exists()
