@@ -340,7 +340,8 @@ def validation_gaps(entries: list) -> str:
             if sd.get("quantize_val") is not None and final is not None:
                 rows[kind]["shared"].append(final - 100 * (base - sd["quantize_val"]))
     parts = []
-    for kind, what in (("test", "test drop (reporting runs; MNIST's test images are by other writers than its training images)"),
+    for kind, what in (("test", "test drop (reporting runs; MNIST's test images are by other writers than its "
+                                "training images)"),
                        ("dev", "dev drop (exploratory runs, held-out training images)")):
         for stage, label in (("pruned", "after pruning"), ("shared", "after weight sharing")):
             v = rows[kind][stage]
@@ -350,8 +351,8 @@ def validation_gaps(entries: list) -> str:
     if not parts:
         return ""
     return ("How well the validation gate predicts unseen data, every finished run's seeds (computed from the "
-            "records, smoke tests left out): " + "; ".join(parts) + ". A positive gap on test but none on dev would mean the validation "
-            "split (carved from the training set) is not overfitted by the many decisions made on it, while "
+            "records, smoke tests left out): " + "; ".join(parts) + ". A positive gap on test but none on dev "
+            "would mean the validation split (carved from the training set) is not overfitted by the many decisions made on it, while "
             "the test images differ from it.")
 
 

@@ -52,11 +52,12 @@ def _load_any(args):
     return load(p, architecture=getattr(args, "architecture", None))
 
 
-def _data(args, model):
-    """``(train, test, notes)`` from --data, shaped and scaled for ``model``."""
+def _data(args, model, spec=None, limit=None):
+    """``(train, test, notes)`` from --data (or ``spec``), shaped and scaled for ``model``."""
     from .data import load_data, prepare
-    source = load_data(args.data, model=model)
-    train, test, notes = prepare(source, model, input_scale=args.input_scale, limit=args.limit)
+    source = load_data(spec or args.data, model=model)
+    train, test, notes = prepare(source, model, input_scale=args.input_scale,
+                                 limit=args.limit if spec is None else limit)
     return train, test, [source.source] + notes
 
 
@@ -65,10 +66,8 @@ def _validation(args, model, notes) -> dict:
     is), or ``{}``; its test part is never read."""
     if not getattr(args, "validation_data", None):
         return {}
-    from .data import load_data, prepare
-    source = load_data(args.validation_data, model=model)
-    (x, y), _test, vnotes = prepare(source, model, input_scale=args.input_scale)
-    notes.append(f"validation: the {len(x):,} training samples of {source.source} (every decision is made on "
+    (x, y), _test, vnotes = _data(args, model, spec=args.validation_data)
+    notes.append(f"validation: the {len(x):,} training samples of {vnotes[0]} (every decision is made on "
                  f"them; --validation-split is not used, all of --data trains)")
     return {"validation_data": (x, y)}
 
