@@ -31,7 +31,8 @@ from benchmarks.pruning_run import headline  # noqa: F401  (headline: the render
 
 SETTINGS = {"train_epochs": 12, "method": "std", "q0": 0.5, "step": 0.3, "min_step": 0.075, "max_reverts": 2,
             "max_q": 10.0, "max_drop": 0.002, "epochs": 3, "recovery_epochs": 5, "learning_rate": 1e-3,
-            "lr_decay": 0.6, "l2": 5e-5, "target_sparsity": 0.9905, "final_epochs": 4, "validation_split": 1 / 12, "groups": "auto",
+            "lr_decay": 0.6, "l2": 5e-5, "target_sparsity": 0.9905, "final_epochs": 4, "passes": 1,
+            "validation_split": 1 / 12, "groups": "auto",
             "group_settings": {"conv": {"q0": 1.0, "step": 0.5, "epochs": 1, "recovery_epochs": 3,
                                         "max_reverts": 1}},
             "gate": "paired", "z": 0.5, "level": 3,

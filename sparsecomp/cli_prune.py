@@ -28,7 +28,7 @@ __all__ = ["add_prune_commands", "METHOD_FLAGS"]
 METHOD_FLAGS = {
     "std": {"groups": "groups", "q0": "q0", "step": "step", "max_q": "max_q", "min_step": "min_step",
             "max_reverts": "max_reverts", "group_settings": "group_settings", "one_shot": "one_shot", "q": "q",
-            "target_sparsity": "target_sparsity", "final_epochs": "final_epochs"},
+            "target_sparsity": "target_sparsity", "final_epochs": "final_epochs", "passes": "passes"},
     "correlation": {"q": "q", "p": "p", "record_fraction": "record_fraction", "max_cycles": "max_cycles",
                     "layers": "layers", "target_sparsity": "target_sparsity"},
     "structured": {"criterion": "criterion", "fraction": "fraction", "threshold": "threshold", "scope": "scope",
@@ -487,6 +487,10 @@ def _common(p, progress_flag, *, method_default="std"):
     g.add_argument("--final-epochs", type=int, default=None,
                    help="std: after the schedule, up to this many epochs with every layer trainable (masks held); "
                         "the best on validation is kept if it beats the schedule's end (default 0)")
+    g.add_argument("--passes", type=int, default=None,
+                   help="std: go over the groups up to this many times while --target-sparsity is not reached; "
+                        "each later pass starts every group from its last accepted q with half its step, after "
+                        "--final-epochs with every layer trainable (default 1)")
     g = p.add_argument_group("--method correlation")
     g.add_argument("--p", type=float, default=None,
                    help="fraction of each layer's survivors with the weakest |r| that may go (default 0.4)")

@@ -63,14 +63,16 @@ class PruneHistory(JsonRecord):
     resumed: list = field(default_factory=list)      # steps after which a run was resumed
     final_tuning: list = field(default_factory=list)  # validation metric after each final epoch
     final_kept: int = 0                                # which final epoch was kept (0: none)
+    passes: list = field(default_factory=list)         # before each later pass: after_step, polish, kept
 
     def accepted_steps(self) -> list:
         return [s for s in self.steps if s.accepted]
 
     @property
     def epochs(self) -> int:
-        """Fine-tuning epochs spent in all (recording and final epochs included)."""
-        return sum(s.epochs for s in self.steps) + len(self.final_tuning)
+        """Fine-tuning epochs spent in all (recording, between-pass and final epochs included)."""
+        return (sum(s.epochs for s in self.steps) + len(self.final_tuning)
+                + sum(len(p.get("polish", [])) for p in self.passes))
 
     @classmethod
     def from_dict(cls, d: dict) -> "PruneHistory":

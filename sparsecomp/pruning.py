@@ -126,7 +126,7 @@ def dropouts_before(graph: LayerGraph, layer_name: str) -> list[str]:
 def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, step: float = 0.1,
           max_q: float = 6.0, min_step: float | None = None, max_reverts: int | None = None,
           group_settings: dict | None = None, target_sparsity: float | None = None, final_epochs: int = 0,
-          one_shot: bool = False, q: float | None = None, rescale_dropout: bool = True, strategy=None,
+          passes: int = 1, one_shot: bool = False, q: float | None = None, rescale_dropout: bool = True, strategy=None,
           checkpoint_dir=None, resume: bool = False, interrupt_dir=None, progress=None,
           tuning: FineTuning | None = None, **tuning_kwargs):
     """Prune ``model`` by iterative std-thresholds over frozen layer groups.
@@ -154,6 +154,13 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
         final_epochs: after the schedule, up to this many epochs with every layer trainable at once
             (masks held, the rate decaying as in a step); the epoch with the best validation metric
             is kept when it beats the schedule's end state (:meth:`FineTuner.polish`). ``0``: none.
+        passes: how many times the schedule may go over the groups. A group ends at a reverted
+            step, and near the gate one noisy validation reading can end it early; with
+            ``passes=2``, when every group has ended short of ``target_sparsity`` (or, without a
+            target, always), every layer first trains together for ``final_epochs`` epochs (as
+            above) and then each group starts again from its last accepted ``q`` with half its
+            ``step`` (same sigma, so ``q`` keeps its meaning; its ``max_reverts`` counted afresh).
+            Steps of a later pass carry ``extra["pass"]``. ``1`` (default): one pass, as in the recipe.
         one_shot: prune every group once at ``q`` (default ``q0``) without fine-tuning.
         rescale_dropout: rescale Dropout in front of a pruned layer by ``sqrt(density)``.
         strategy: ``None``, a ``tf.distribute.Strategy``, or ``"default"``, ``"mirrored"``,
@@ -184,13 +191,14 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
     if q is not None:
         check_number("q", q, 0.0)
     check_count("final_epochs", final_epochs)
+    check_count("passes", passes, 1)
     tuning = FineTuning.build(tuning, **tuning_kwargs)
     require_model(model)
     groups = normalize_groups(model, groups)
     group_settings = check_group_settings(group_settings, groups)
     settings = {"method": "std", "groups": groups, "q0": q0, "step": step, "max_q": max_q, "min_step": min_step,
                 "max_reverts": max_reverts, "group_settings": group_settings, "target_sparsity": target_sparsity,
-                "final_epochs": final_epochs, "one_shot": one_shot, "q": q, "rescale_dropout": rescale_dropout}
+                "final_epochs": final_epochs, "passes": passes, "one_shot": one_shot, "q": q, "rescale_dropout": rescale_dropout}
     tuner = FineTuner(model, data, validation_data=validation_data, tuning=tuning, method="std", settings=settings,
                       strategy=strategy, checkpoint_dir=checkpoint_dir, resume=resume, interrupt_dir=interrupt_dir)
     names_all = list(groups)
@@ -223,21 +231,48 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
         return changed
 
     def next_group():
+        ended = {**state.get("ended", {}), names_all[state["group"]]: {"q_ok": state["q_ok"], "sigma": state["sigma"]}}
+        state["ended"] = ended              # a new dict: the copy kept for an interruption must not change
         state.update(group=state["group"] + 1, started=False, q=None, q_ok=None, step=step, reverts=0)
+
+    def next_pass() -> bool:
+        """Go over the groups again (``passes``), after every layer trained together."""
+        if one_shot or state.get("pass", 1) >= passes or not tuner.budget_left():
+            return False
+        if target_sparsity is not None and tuner.total_sparsity() >= target_sparsity:
+            return False
+        values, kept = tuner.polish(final_epochs) if final_epochs else ([], 0)
+        history.passes.append({"after_step": len(history.steps), "polish": values, "kept": kept})
+        log.info("pass %d: every layer trained %d epochs, kept %d", state.get("pass", 1) + 1, len(values), kept)
+        state.update({"pass": state.get("pass", 1) + 1, "group": 0, "started": False, "q": None, "q_ok": None,
+                      "step": step, "reverts": 0})
+        return True
 
     defaults = {"q0": q0, "step": step, "max_q": max_q, "min_step": min_step, "max_reverts": max_reverts,
                 "epochs": None, "recovery_epochs": None}
     try:
-        while not state["stop"] and state["group"] < len(names_all):
+        while not state["stop"]:
+            if state["group"] >= len(names_all):
+                if not next_pass():
+                    break
+                accepted = tuner.snapshot()
+                tuner.decided(accepted, state, history)
             gname = names_all[state["group"]]
             names = groups[gname]
             g = {**defaults, **group_settings.get(gname, {})}
             if not state["started"]:
                 tuner.train_only(names)
-                sigma = {n: float(np.std(tuner.masks.kernel(n))) for n in names}
-                history.sigma.update(sigma)
-                state.update(started=True, sigma=sigma, q=float(q if (one_shot and q is not None) else g["q0"]),
-                             q_ok=None, step=g["step"], reverts=0)
+                before = state.get("ended", {}).get(gname) if state.get("pass", 1) > 1 else None
+                if before is None:
+                    sigma = {n: float(np.std(tuner.masks.kernel(n))) for n in names}
+                    history.sigma.update(sigma)
+                    state.update(started=True, sigma=sigma, q=float(q if (one_shot and q is not None) else g["q0"]),
+                                 q_ok=None, step=g["step"], reverts=0)
+                else:                      # a later pass: on from the last accepted q, half the step
+                    half = g["step"] / 2
+                    base = before["q_ok"]
+                    state.update(started=True, sigma=before["sigma"], q=(g["q0"] if base is None else base + half),
+                                 q_ok=base, step=half, reverts=0)
                 accepted = tuner.snapshot()
             if state["q"] > g["max_q"] + 1e-9:
                 next_group()
@@ -259,7 +294,8 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
             st = PruneStep(group=gname, q=qv, thresholds=thresholds,
                            sparsity={n: tuner.masks.sparsity(n) for n in names},
                            total_sparsity=tuner.total_sparsity(), val_metric=value, drop=tuner.baseline - value,
-                           accepted=ok, seconds=time.time() - t0, epochs=used)
+                           accepted=ok, seconds=time.time() - t0, epochs=used,
+                           extra={"pass": state["pass"]} if state.get("pass", 1) > 1 else {})
             history.steps.append(st)
             log.info("group %s q=%.2f sparsity=%.4f %s=%.4f drop=%.4f %s", gname, qv, st.total_sparsity,
                      tuning.metric, value, st.drop, "accepted" if ok else "reverted")

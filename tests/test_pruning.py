@@ -356,3 +356,33 @@ def test_lr_decay_refuses_a_schedule(trained, mnist_small):
     with pytest.raises(BadArgumentError, match="LearningRateSchedule") as e:
         sparsecomp.prune(trained, (x, y), optimizer=keras.optimizers.Adam(sched), lr_decay=0.5)
     assert e.value.rule == "argument.lr_decay"
+
+
+def test_passes_go_over_the_groups_again_from_where_each_ended(trained, mnist_small):
+    (x, y), _ = mnist_small
+    kw = dict(groups=[["fc1"], ["fc2", "fc3"]], q0=0.5, step=0.5, max_q=1.3, epochs=1, max_drop=0.05,
+              target_sparsity=0.99, final_epochs=1)
+    _, one = sparsecomp.prune(trained, (x, y), **kw)
+    _, two = sparsecomp.prune(trained, (x, y), passes=2, **kw)
+    first = len(one.steps)
+    assert [(s.group, s.q) for s in one.steps] == [("group1", 0.5), ("group1", 1.0), ("group2", 0.5), ("group2", 1.0)]
+    # the first pass is the same run; then one round of every layer training together, then the second pass
+    assert [s.val_metric for s in two.steps[:first]] == [s.val_metric for s in one.steps]
+    assert len(two.passes) == 1 and two.passes[0]["after_step"] == first and len(two.passes[0]["polish"]) == 1
+    later = two.steps[first:]
+    assert [(s.group, s.q, s.extra) for s in later] == [("group1", 1.25, {"pass": 2}), ("group2", 1.25, {"pass": 2})]
+    for s in later:                                   # q keeps its meaning: the first pass's sigma
+        for n, t in s.thresholds.items():
+            assert t == pytest.approx(1.25 * two.sigma[n])
+    assert two.epochs == sum(s.epochs for s in two.steps) + 1 + len(two.final_tuning)
+    assert two.settings["passes"] == 2 and one.settings["passes"] == 1
+
+
+def test_no_second_pass_once_the_target_is_reached(trained, mnist_small):
+    (x, y), _ = mnist_small
+    _, hist = sparsecomp.prune(trained, (x, y), groups=[["fc1"], ["fc2", "fc3"]], q0=0.5, step=0.5, max_q=1.0,
+                               epochs=1, max_drop=0.05, target_sparsity=0.2, passes=3)
+    assert hist.passes == [] and hist.steps[-1].total_sparsity >= 0.2
+    assert all(not s.extra for s in hist.steps)
+    with pytest.raises(BadArgumentError, match="passes"):
+        sparsecomp.prune(trained, (x, y), passes=0)
