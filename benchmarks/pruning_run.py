@@ -38,7 +38,8 @@ def _steps(history) -> list:
         return [{"round": r.round, "val": r.val_metric, "accepted": r.accepted, "epochs": r.epochs,
                  "seconds": round(r.seconds, 2), "params": r.params} for r in history.rounds]
     return [{"group": s.group, "q": s.q, "val": s.val_metric, "accepted": s.accepted, "epochs": s.epochs,
-             "seconds": round(s.seconds, 2), "total_sparsity": s.total_sparsity} for s in history.steps]
+             "seconds": round(s.seconds, 2), "total_sparsity": s.total_sparsity,
+             **({"pass": s.extra["pass"]} if "pass" in s.extra else {})} for s in history.steps]
 
 
 def _compiled(model, like=None):
@@ -120,7 +121,7 @@ def run_pruning(ctx, model_name: str) -> dict:
             if hasattr(st, "group"):
                 ctx.log(f"seed {seed} [{time.time() - t0:6.0f}s] {st.group:<5} q={st.q:.3f} sparsity "
                         f"{st.total_sparsity:.4%} val {st.val_metric:.4f} {'ok' if st.accepted else 'reverted'} "
-                        f"({st.epochs} ep)")
+                        f"({st.epochs} ep)" + (f" pass {st.extra['pass']}" if st.extra.get("pass") else ""))
             elif hasattr(st, "bits"):
                 ctx.log(f"seed {seed} [{time.time() - t0:6.0f}s] quantize {st.layer:<6} {st.bits} bits (k={st.k}) "
                         f"val {st.val_metric:.4f} {'ok' if st.accepted else 'reverted'} ({st.epochs} ep)")
@@ -133,6 +134,7 @@ def run_pruning(ctx, model_name: str) -> dict:
                "baseline_val": res.history.baseline, "final_val": res.history.final_metric,
                "final_tuning": getattr(res.history, "final_tuning", []),
                "final_kept": getattr(res.history, "final_kept", 0),
+               "passes": getattr(res.history, "passes", []),
                "epochs": res.history.epochs, "dense_params": sm["dense parameters"],
                "nonzero": sm["non-zero parameters after"], "reduction": sm["parameter reduction (dense / non-zero)"],
                "params_after_removal": sm["parameters after dead-unit removal"],
