@@ -204,3 +204,13 @@ def test_validation_data_decides_instead_of_a_split(trained_dense, tmp_path, cap
                  str(tmp_path / "val.npz"), "-o", str(tmp_path / "c.sparse.h5")]) == 1
     assert "--validation-data needs data to train on" in capsys.readouterr().err
     assert not (tmp_path / "c.sparse.h5").exists()
+
+
+def test_passes_flag_belongs_to_std(trained_dense, tmp_path, capsys):
+    from sparsecomp.cli_prune import METHOD_FLAGS
+    assert METHOD_FLAGS["std"]["passes"] == "passes"
+    assert all("passes" not in flags for m, flags in METHOD_FLAGS.items() if m != "std")
+    assert main(["compress", str(trained_dense), "--data", "mnist", "--limit", "2000", "-o",
+                 str(tmp_path / "o.sparse.h5"), "--method", "correlation", "--passes", "2"]) == 1
+    assert "--passes belongs to --method std" in capsys.readouterr().err
+    assert not (tmp_path / "o.sparse.h5").exists()
