@@ -126,8 +126,8 @@ def dropouts_before(graph: LayerGraph, layer_name: str) -> list[str]:
 def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, step: float = 0.1,
           max_q: float = 6.0, min_step: float | None = None, max_reverts: int | None = None,
           group_settings: dict | None = None, target_sparsity: float | None = None, final_epochs: int = 0,
-          passes: int = 1, one_shot: bool = False, q: float | None = None, rescale_dropout: bool = True, strategy=None,
-          checkpoint_dir=None, resume: bool = False, interrupt_dir=None, progress=None,
+          passes: int = 1, one_shot: bool = False, q: float | None = None, rescale_dropout: bool = True,
+          strategy=None, checkpoint_dir=None, resume: bool = False, interrupt_dir=None, progress=None,
           tuning: FineTuning | None = None, **tuning_kwargs):
     """Prune ``model`` by iterative std-thresholds over frozen layer groups.
 
@@ -198,7 +198,8 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
     group_settings = check_group_settings(group_settings, groups)
     settings = {"method": "std", "groups": groups, "q0": q0, "step": step, "max_q": max_q, "min_step": min_step,
                 "max_reverts": max_reverts, "group_settings": group_settings, "target_sparsity": target_sparsity,
-                "final_epochs": final_epochs, "passes": passes, "one_shot": one_shot, "q": q, "rescale_dropout": rescale_dropout}
+                "final_epochs": final_epochs, "passes": passes, "one_shot": one_shot, "q": q,
+                "rescale_dropout": rescale_dropout}
     tuner = FineTuner(model, data, validation_data=validation_data, tuning=tuning, method="std", settings=settings,
                       strategy=strategy, checkpoint_dir=checkpoint_dir, resume=resume, interrupt_dir=interrupt_dir)
     names_all = list(groups)
@@ -209,13 +210,15 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
         history = PruneHistory(metric=tuning.metric, baseline=tuner.baseline, max_drop=tuning.max_drop,
                                groups=groups, settings=tuner.run_settings())
         state = {"group": 0, "started": False, "q": None, "q_ok": None, "step": step, "sigma": {}, "stop": False,
-                 "reverts": 0}
+                 "reverts": 0, "pass": 1, "ended": {}}
         accepted = None
     else:
         state, hist, _ = resumed
         history = PruneHistory.from_dict(hist)
         history.resumed.append(len(history.steps))
         accepted = tuner.resumed_snapshot
+        state.setdefault("pass", 1)         # checkpoints written before passes existed
+        state.setdefault("ended", {})
 
     def rescale() -> bool:
         if not rescale_dropout or not dropout_base:
@@ -231,20 +234,20 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
         return changed
 
     def next_group():
-        ended = {**state.get("ended", {}), names_all[state["group"]]: {"q_ok": state["q_ok"], "sigma": state["sigma"]}}
-        state["ended"] = ended              # a new dict: the copy kept for an interruption must not change
+        # a new dict, not an update: the copy of the state kept for an interruption must not change
+        state["ended"] = {**state["ended"], names_all[state["group"]]: {"q_ok": state["q_ok"], "sigma": state["sigma"]}}
         state.update(group=state["group"] + 1, started=False, q=None, q_ok=None, step=step, reverts=0)
 
     def next_pass() -> bool:
         """Go over the groups again (``passes``), after every layer trained together."""
-        if one_shot or state.get("pass", 1) >= passes or not tuner.budget_left():
+        if one_shot or state["pass"] >= passes or not tuner.budget_left():
             return False
         if target_sparsity is not None and tuner.total_sparsity() >= target_sparsity:
             return False
         values, kept = tuner.polish(final_epochs) if final_epochs else ([], 0)
         history.passes.append({"after_step": len(history.steps), "polish": values, "kept": kept})
-        log.info("pass %d: every layer trained %d epochs, kept %d", state.get("pass", 1) + 1, len(values), kept)
-        state.update({"pass": state.get("pass", 1) + 1, "group": 0, "started": False, "q": None, "q_ok": None,
+        log.info("pass %d: every layer trained %d epochs, kept %d", state["pass"] + 1, len(values), kept)
+        state.update({"pass": state["pass"] + 1, "group": 0, "started": False, "q": None, "q_ok": None,
                       "step": step, "reverts": 0})
         return True
 
@@ -262,7 +265,7 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
             g = {**defaults, **group_settings.get(gname, {})}
             if not state["started"]:
                 tuner.train_only(names)
-                before = state.get("ended", {}).get(gname) if state.get("pass", 1) > 1 else None
+                before = state["ended"].get(gname) if state["pass"] > 1 else None
                 if before is None:
                     sigma = {n: float(np.std(tuner.masks.kernel(n))) for n in names}
                     history.sigma.update(sigma)
@@ -295,7 +298,7 @@ def prune(model, data, *, validation_data=None, groups="auto", q0: float = 0.5, 
                            sparsity={n: tuner.masks.sparsity(n) for n in names},
                            total_sparsity=tuner.total_sparsity(), val_metric=value, drop=tuner.baseline - value,
                            accepted=ok, seconds=time.time() - t0, epochs=used,
-                           extra={"pass": state["pass"]} if state.get("pass", 1) > 1 else {})
+                           extra={"pass": state["pass"]} if state["pass"] > 1 else {})
             history.steps.append(st)
             log.info("group %s q=%.2f sparsity=%.4f %s=%.4f drop=%.4f %s", gname, qv, st.total_sparsity,
                      tuning.metric, value, st.drop, "accepted" if ok else "reverted")
